@@ -1,0 +1,380 @@
+"""A LangChain chat model that runs a GGUF file in-process through llama.cpp.
+
+Why our own class instead of langchain-community's ``ChatLlamaCpp``: that package is being
+sunset, and its tool calling does not work with small Qwen models. Here every structured
+answer is produced with llama.cpp's JSON-schema grammars, so even a 1.5B model returns valid
+JSON and valid tool calls:
+
+* ``with_structured_output(Model)`` constrains decoding to the model's JSON schema;
+* ``bind_tools([...])`` first lets the model *decide* under a grammar that only admits
+  ``{"action": "<tool>", "args": {...}}`` for the bound tools or ``{"action": "answer"}``;
+  a tool decision becomes a real ``AIMessage.tool_calls`` entry, an ``answer`` decision is
+  followed by a normal, streamed answer.
+
+The llama.cpp model is loaded once per process (per file and context size) and guarded by a
+lock, so several threads can share one chat model safely: their requests queue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
+from langchain_core.outputs import ChatGenerationChunk
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from shared.errors import RoadmapError
+from shared.structured import JsonSchemaChatModel
+
+DECISION_MAX_TOKENS = 256
+ANSWER_ACTION = "answer"
+
+
+class ContextOverflowError(RoadmapError):
+    """The prompt does not fit in the model's context window."""
+
+
+@dataclass
+class _Engine:
+    """One loaded llama.cpp model, its chat template, and the lock that serialises it."""
+
+    path: Path
+    n_ctx: int
+    llm: Any
+    render: Callable[[list[dict[str, Any]]], str]
+    eog: Callable[[int], bool]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+
+_ENGINES: dict[tuple[str, int], _Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _load_engine(path: Path, n_ctx: int, n_threads: int | None) -> _Engine:
+    key = (str(path), n_ctx)
+    with _ENGINES_LOCK:
+        if key in _ENGINES:
+            return _ENGINES[key]
+        try:
+            import llama_cpp
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError:
+            raise RoadmapError(
+                "llama-cpp-python is not installed; install the project with: pip install -e ."
+            ) from None
+        try:
+            llm = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads or os.cpu_count(),
+                verbose=False,
+            )
+        except ValueError as exc:
+            raise RoadmapError(f"llama.cpp could not load {path}: {exc}; is it a complete GGUF file?") from None
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise RoadmapError(f"{path.name} has no chat template in its metadata; use an instruct/chat GGUF")
+
+        def token_text(token_id: int) -> str:
+            return llm.detokenize([token_id], special=True).decode("utf-8", "ignore") if token_id >= 0 else ""
+
+        formatter = Jinja2ChatFormatter(
+            template=template, eos_token=token_text(llm.token_eos()), bos_token=token_text(llm.token_bos())
+        )
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        engine = _Engine(
+            path=path,
+            n_ctx=n_ctx,
+            llm=llm,
+            render=lambda messages: formatter(messages=messages).prompt,
+            eog=lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)),
+        )
+        _ENGINES[key] = engine
+        return engine
+
+
+@lru_cache(maxsize=64)
+def _grammar(schema_json: str) -> Any:
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+
+
+def _to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """LangChain messages -> the dicts a Hugging Face chat template expects."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}.get(message.type)
+        if role is None:
+            raise RoadmapError(f"the local model cannot take a message of type {message.type!r}")
+        item: dict[str, Any] = {"role": role, "content": message.text}
+        if isinstance(message, AIMessage) and message.tool_calls:
+            item["tool_calls"] = [
+                {"type": "function", "id": call.get("id"), "function": {"name": call["name"], "arguments": call["args"]}}
+                for call in message.tool_calls
+            ]
+        out.append(item)
+    return out
+
+
+def _decision_schema(tools: list[dict[str, Any]], allow_answer: bool, max_string: int) -> dict[str, Any]:
+    """A JSON schema admitting exactly one tool call for the bound tools, or an answer."""
+
+    def cap_strings(schema: Any) -> Any:
+        # Note: small models sometimes never close a string; a length cap keeps the
+        # grammar from letting a runaway string eat the whole token budget.
+        if isinstance(schema, dict):
+            capped = {k: cap_strings(v) for k, v in schema.items()}
+            if capped.get("type") == "string" and "enum" not in capped and "maxLength" not in capped:
+                capped["maxLength"] = max_string
+            return capped
+        if isinstance(schema, list):
+            return [cap_strings(v) for v in schema]
+        return schema
+
+    options = []
+    for tool in tools:
+        fn = tool["function"]
+        params = cap_strings(fn.get("parameters") or {"type": "object", "properties": {}})
+        params = {k: v for k, v in params.items() if k not in ("title", "description")}
+        options.append(
+            {
+                "type": "object",
+                "properties": {"action": {"const": fn["name"]}, "args": params},
+                "required": ["action", "args"],
+            }
+        )
+    if allow_answer:
+        options.append({"type": "object", "properties": {"action": {"const": ANSWER_ACTION}}, "required": ["action"]})
+    return {"anyOf": options} if len(options) > 1 else options[0]
+
+
+def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool) -> str:
+    lines = ["You can use these tools:"]
+    for tool in tools:
+        fn = tool["function"]
+        props = (fn.get("parameters") or {}).get("properties", {})
+        args = ", ".join(f"{name}: {spec.get('type', 'any')}" for name, spec in props.items())
+        lines.append(f"- {fn['name']}({args}): {fn.get('description', '').strip()}")
+    lines.append("")
+    lines.append('To use a tool, reply with {"action": "<tool name>", "args": {...}}.')
+    if allow_answer:
+        lines.append(
+            'If no tool is needed, or the tool results above already answer the question, reply with {"action": "answer"}.'
+        )
+    return "\n".join(lines)
+
+
+def _with_system_note(messages: Sequence[BaseMessage], note: str) -> list[BaseMessage]:
+    """Append ``note`` to the leading system message, or add one."""
+    messages = list(messages)
+    if messages and isinstance(messages[0], SystemMessage):
+        return [SystemMessage(f"{messages[0].text}\n\n{note}"), *messages[1:]]
+    return [SystemMessage(note), *messages]
+
+
+class LlamaCppChatModel(JsonSchemaChatModel):
+    """Chat model backed by an in-process llama.cpp GGUF model.
+
+    Args:
+        model_path: Path of the GGUF file.
+        n_ctx: Context window in tokens.
+        temperature: Sampling temperature (0 = greedy).
+        max_tokens: Upper bound on generated tokens per call.
+        seed: Sampling seed, for repeatable runs.
+        stop: Default stop sequences.
+
+    Example:
+        >>> model = LlamaCppChatModel(model_path="qwen.gguf", temperature=0)
+        >>> model.invoke("What is 2 + 2? Answer with the number.").content
+        '4'
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model_path: str
+    n_ctx: int = 8192
+    n_threads: int | None = None
+    temperature: float = 0.3
+    top_p: float = 0.95
+    max_tokens: int = 512
+    seed: int = 42
+    stop: list[str] | None = None
+    model_name: str = Field(default="")
+
+    _engine: _Engine | None = PrivateAttr(default=None)
+
+    @property
+    def _llm_type(self) -> str:
+        return "llama-cpp-roadmap"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_path": self.model_path, "n_ctx": self.n_ctx, "temperature": self.temperature}
+
+    @property
+    def engine(self) -> _Engine:
+        """The shared llama.cpp engine, loaded on first use."""
+        if self._engine is None:
+            self._engine = _load_engine(Path(self.model_path), self.n_ctx, self.n_threads)
+        return self._engine
+
+    # -- token counting (used to trim long inputs and histories) ---------------------
+    def get_num_tokens(self, text: str) -> int:
+        return len(self.engine.tokenize(text))
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence | None = None) -> int:
+        return len(self.engine.tokenize(self.engine.render(_to_chat_dicts(messages))))
+
+    # -- the generation core -----------------------------------------------------------
+    def _prompt_tokens(self, messages: Sequence[BaseMessage], budget: int) -> list[int]:
+        engine = self.engine
+        tokens = engine.tokenize(engine.render(_to_chat_dicts(messages)))
+        if len(tokens) + budget > engine.n_ctx:
+            raise ContextOverflowError(
+                f"the input is {len(tokens):,} tokens, but the model's context window is {engine.n_ctx:,} "
+                f"with {budget:,} kept for the answer; shorten the input"
+            )
+        return tokens
+
+    def _complete(
+        self,
+        prompt: list[int],
+        *,
+        max_tokens: int,
+        stop: list[str] | None,
+        grammar: Any = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> Iterator[tuple[str, dict[str, Any] | None]]:
+        """Yield ``(text, None)`` pieces, then ``("", stats)`` once generation ends."""
+        from llama_cpp import StoppingCriteriaList
+
+        engine = self.engine
+        sampled: list[int] = []
+
+        def count(input_ids: Any, logits: Any) -> bool:
+            sampled.append(int(input_ids[-1]))
+            return False
+
+        finish = "length"
+        with engine.lock:
+            for chunk in engine.llm.create_completion(
+                prompt=prompt,
+                max_tokens=max_tokens,
+                temperature=self.temperature if temperature is None else temperature,
+                top_p=self.top_p,
+                stop=stop or [],
+                seed=self.seed if seed is None else seed,
+                grammar=grammar,
+                stream=True,
+                stopping_criteria=StoppingCriteriaList([count]),
+            ):
+                choice = chunk["choices"][0]
+                if choice["text"]:
+                    yield choice["text"], None
+                finish = choice.get("finish_reason") or finish
+        output_tokens = len(sampled) - (1 if sampled and engine.eog(sampled[-1]) else 0)
+        yield "", {
+            "finish_reason": finish,
+            "usage": {
+                "input_tokens": len(prompt),
+                "output_tokens": output_tokens,
+                "total_tokens": len(prompt) + output_tokens,
+            },
+        }
+
+    def _decide(self, messages: Sequence[BaseMessage], tools: list[dict[str, Any]], tool_choice: Any) -> dict:
+        """Run the grammar-constrained decision; return the parsed JSON and token usage."""
+        names = [tool["function"]["name"] for tool in tools]
+        if isinstance(tool_choice, str) and tool_choice in names:
+            tools = [tool for tool in tools if tool["function"]["name"] == tool_choice]
+        elif isinstance(tool_choice, dict):
+            wanted = tool_choice.get("function", {}).get("name") or tool_choice.get("name")
+            tools = [tool for tool in tools if tool["function"]["name"] == wanted] or tools
+        allow_answer = tool_choice in (None, "auto")
+        if tool_choice == "none":
+            return {"decision": {"action": ANSWER_ACTION}, "usage": None}
+        schema = _decision_schema(tools, allow_answer, max_string=400)
+        prompt = self._prompt_tokens(_with_system_note(messages, _decision_prompt(tools, allow_answer)), DECISION_MAX_TOKENS)
+        text, stats = "", {}
+        for piece, info in self._complete(
+            prompt, max_tokens=DECISION_MAX_TOKENS, stop=None, grammar=_grammar(json.dumps(schema)), temperature=0.0
+        ):
+            text += piece
+            stats = info or stats
+        try:
+            decision = json.loads(text)
+        except ValueError:
+            # Only a decision cut off by the token budget can fail to parse.
+            decision = {"action": ANSWER_ACTION}
+        return {"decision": decision, "usage": stats["usage"]}
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        max_tokens = kwargs.get("max_tokens") or self.max_tokens
+        stop = stop or kwargs.get("stop") or self.stop
+        decision_usage = None
+        tools = kwargs.get("tools")
+        if tools:
+            outcome = self._decide(messages, tools, kwargs.get("tool_choice"))
+            decision, decision_usage = outcome["decision"], outcome["usage"]
+            if decision.get("action") != ANSWER_ACTION:
+                call_id = f"call_{uuid.uuid4().hex[:12]}"
+                args = decision.get("args") or {}
+                chunk = AIMessageChunk(
+                    content="",
+                    tool_call_chunks=[
+                        {"name": decision["action"], "args": json.dumps(args), "id": call_id, "index": 0}
+                    ],
+                    usage_metadata=decision_usage,
+                    response_metadata={"finish_reason": "tool_calls", "model_name": self.model_name},
+                )
+                yield ChatGenerationChunk(message=chunk)
+                return
+        response_format = kwargs.get("response_format")
+        grammar = _grammar(json.dumps(response_format["schema"])) if response_format else None
+        prompt = self._prompt_tokens(messages, max_tokens)
+        for piece, stats in self._complete(
+            prompt,
+            max_tokens=max_tokens,
+            stop=stop,
+            grammar=grammar,
+            temperature=kwargs.get("temperature"),
+            seed=kwargs.get("seed"),
+        ):
+            if stats is None:
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                if run_manager:
+                    run_manager.on_llm_new_token(piece, chunk=chunk)
+                yield chunk
+                continue
+            usage = stats["usage"]
+            if decision_usage:
+                usage = {k: usage[k] + decision_usage[k] for k in usage}
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content="",
+                    usage_metadata=usage,
+                    response_metadata={"finish_reason": stats["finish_reason"], "model_name": self.model_name},
+                    chunk_position="last",
+                )
+            )

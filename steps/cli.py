@@ -1,0 +1,216 @@
+"""The ``roadmap`` command: list, run, tour and check the seven steps of the roadmap.
+
+Step modules are imported only when a step runs, so ``roadmap --help`` and ``roadmap list``
+start in a blink.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+
+from shared.cli import ArgumentParser, entry_point, print_json
+from shared.errors import RoadmapError
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    module: str
+    title: str
+    teaches: str
+
+    @property
+    def available(self) -> bool:
+        return importlib.util.find_spec(f"steps.{self.module}") is not None
+
+
+STEPS = (
+    Step(1, "step01_prompt", "Prompt + LLM", "prompt | model | parser for NLP, answering questions, creative writing"),
+    Step(2, "step02_chains", "Prompt chains", "sequential, routed, parallel chains; structured output; batch; retries"),
+    Step(3, "step03_rag", "RAG", "answers grounded in your documents, with cited sources"),
+    Step(4, "step04_memory", "Memory", "conversations that persist, in a LangGraph checkpointer"),
+    Step(5, "step05_tools", "External tools", "the model calls a calculator, a clock, a database, the docs"),
+    Step(6, "step06_agent", "Agent", "the model decides which tools to use, and when to stop"),
+    Step(7, "step07_finetune", "Fine-tuning hook", "build, validate and train on your own data"),
+)
+
+PACKAGES = (
+    "langchain", "langchain-core", "langgraph", "langchain-openai", "langchain-community",
+    "llama-cpp-python", "sentence-transformers", "torch", "faiss-cpu",
+)
+
+
+def get_step(number: int) -> Step:
+    for step in STEPS:
+        if step.number == number:
+            if not step.available:
+                raise RoadmapError(f"step {number} ({step.title}) is not available yet; see roadmap list")
+            return step
+    raise RoadmapError(f"unknown step {number}; the roadmap has steps 1 to {len(STEPS)}")
+
+
+def run_step(step: Step, argv: list[str]) -> int:
+    module = importlib.import_module(f"steps.{step.module}")
+    return module.main(argv)
+
+
+def with_model(argv: list[str], model: str | None) -> list[str]:
+    """Pass the global ``--model`` on to a step unless the step's own arguments name one."""
+    if model and not any(arg == "--model" or arg.startswith("--model=") for arg in argv):
+        return ["--model", model, *argv]
+    return argv
+
+
+def cmd_list(args) -> int:
+    rows = [
+        {"step": s.number, "title": s.title, "teaches": s.teaches, "available": s.available,
+         "run": f"roadmap run {s.number}", "file": f"steps/{s.module}.py"}
+        for s in STEPS
+    ]
+    if args.json:
+        print_json(rows)
+        return 0
+    for row in rows:
+        mark = "ready" if row["available"] else "coming"
+        print(f"{row['step']}. {row['title']:<17} [{mark:<6}] {row['teaches']}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    return run_step(get_step(args.step), with_model(args.step_args, args.model))
+
+
+def cmd_tour(args) -> int:
+    # Every step is built from scratch by its own main(): the tour proves each one stands alone.
+    failures = 0
+    for step in (s for s in STEPS if s.available):
+        print(f"\n{'=' * 72}\nStep {step.number}: {step.title} - {step.teaches}\n{'=' * 72}", flush=True)
+        code = run_step(step, with_model([], args.model))
+        failures += code != 0
+    return 1 if failures else 0
+
+
+def doctor_report(model_spec: str | None) -> dict:
+    """Collect what ``roadmap doctor`` shows: model choice, files, versions, problems and fixes."""
+    from shared.models import EMBEDDINGS_ENV, choose
+    from shared.model_files import QWEN_0_5B, QWEN_1_5B, chunk_files, is_verified
+    from shared.settings import cache_dir
+
+    problems: list[str] = []
+    choice = choose(model_spec)
+    embeddings = choose(None, EMBEDDINGS_ENV)
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+            problems.append(f"{name} is missing: pip install -e .")
+    models = {}
+    for label, source in (("local", QWEN_1_5B), ("local-small", QWEN_0_5B)):
+        path = cache_dir() / "models" / source.filename
+        try:
+            chunk_files(source)
+            packages = "installed"
+        except RoadmapError as exc:
+            packages = str(exc)
+        models[label] = {"file": str(path), "verified": is_verified(source, path), "packages": packages}
+    if choice.family in ("local", "local-small") and not choice.argument:
+        status = models[choice.family]
+        if status["packages"] != "installed" and not status["verified"]:
+            problems.append(status["packages"])
+    if choice.family == "openai" and not os.environ.get("OPENAI_API_KEY"):
+        problems.append("OPENAI_API_KEY is not set: export it (any value for a local OpenAI-compatible server)")
+    if importlib.util.find_spec("llama_cpp") is None:
+        problems.append("llama-cpp-python is missing: pip install -e .")
+    return {
+        "python": sys.version.split()[0],
+        "model": {"spec": choice.spec, "source": choice.source},
+        "embeddings": {"spec": embeddings.spec, "source": embeddings.source},
+        "openai_base_url": os.environ.get("OPENAI_BASE_URL"),
+        "cache": str(cache_dir()),
+        "model_files": models,
+        "versions": versions,
+        "problems": problems,
+    }
+
+
+def cmd_doctor(args) -> int:
+    report = doctor_report(args.model)
+    if args.json:
+        print_json(report)
+        return 1 if report["problems"] else 0
+    print(f"python        {report['python']}")
+    print(f"chat model    {report['model']['spec']}  (from {report['model']['source']})")
+    print(f"embeddings    {report['embeddings']['spec']}  (from {report['embeddings']['source']})")
+    if report["openai_base_url"]:
+        print(f"openai server {report['openai_base_url']}")
+    print(f"cache         {report['cache']}")
+    for label, status in report["model_files"].items():
+        state = "verified" if status["verified"] else (
+            "not assembled yet (done on first use)" if status["packages"] == "installed" else "packages missing"
+        )
+        print(f"{label:<13} {state}: {status['file']}")
+    for name, version in report["versions"].items():
+        print(f"  {name:<22} {version or 'MISSING'}")
+    if report["problems"]:
+        print("\nproblems:")
+        for problem in report["problems"]:
+            print(f"  - {problem}")
+        return 1
+    print("\nall good")
+    return 0
+
+
+def parse_args(argv: list[str] | None):
+    parser = ArgumentParser(
+        prog="roadmap",
+        description="The seven-stage LangChain roadmap, runnable offline on an embedded model. "
+        "Start with 'roadmap tour', or run one step with 'roadmap run N'.",
+    )
+    parser.add_argument(
+        "--model",
+        help="chat model spec for every step: local, local-small, local:PATH, openai:MODEL, fake "
+        "(default: $ROADMAP_MODEL, else local)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    listing = commands.add_parser("list", help="the seven steps, what each teaches, which are ready")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(handler=cmd_list)
+
+    run = commands.add_parser(
+        "run", help="run one step (pass step options after N; see roadmap run N --help)", add_help=False
+    )
+    run.add_argument("step", type=int, help="step number, 1-7")
+    run.add_argument("step_args", nargs="*", help="options for the step")
+    run.set_defaults(handler=cmd_run)
+
+    tour = commands.add_parser("tour", help="run every available step in order")
+    tour.set_defaults(handler=cmd_tour)
+
+    doctor = commands.add_parser("doctor", help="check models, files and versions, and say how to fix problems")
+    doctor.add_argument("--json", action="store_true", help="print JSON")
+    doctor.set_defaults(handler=cmd_doctor)
+    # Step options (like --task) belong to the step: everything after `run N` is passed on.
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "run":
+        args.step_args = [*args.step_args, *extra]
+    return args
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
