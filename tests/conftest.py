@@ -1,0 +1,84 @@
+"""Shared fixtures: no network, no keys, every file under tmp, a scripted fake model.
+
+End-to-end tests (marker ``e2e``) use the real embedded model; the model file is assembled
+once per test session into a session temp folder.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+
+import pytest
+
+from shared.fake import ScriptedChatModel
+from shared.models import register_chat_model
+
+PROVIDER_VARS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE", "ROADMAP_MODEL", "ROADMAP_EMBEDDINGS")
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self, address):
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None:
+        try:
+            allowed = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            allowed = False
+        if not allowed:
+            raise OSError(f"tests may not reach the network ({host})")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    """Every test: no provider keys, a private cache folder, loopback-only sockets."""
+    for name in PROVIDER_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ROADMAP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+    yield
+
+
+@pytest.fixture
+def scripted(request):
+    """Register a scripted fake under the ``fake`` spec; call it with the replies to give.
+
+    Example:
+        model = scripted(["complaint"])
+        main(["--model", "fake", ...])
+        model.received  # what the model was sent
+    """
+
+    def install(responses=()):
+        model = ScriptedChatModel(responses=list(responses))
+        previous = register_chat_model("fake", lambda spec, settings: model)
+        request.addfinalizer(lambda: register_chat_model("fake", previous))
+        return model
+
+    return install
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """A cache folder shared by the end-to-end tests, so the model is assembled once."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture
+def local_model_env(monkeypatch, model_cache):
+    """Point the registry at the session model cache (for end-to-end tests)."""
+    monkeypatch.setenv("ROADMAP_CACHE", str(model_cache))
+    return model_cache
+
+
+@pytest.fixture(scope="session")
+def local_model(model_cache):
+    """The real embedded chat model (assembled and loaded once per session)."""
+    from shared.llamacpp import LlamaCppChatModel
+    from shared.model_files import QWEN_1_5B, ensure_model_file
+
+    path = ensure_model_file(QWEN_1_5B, model_cache / "models", show_progress=False)
+    return LlamaCppChatModel(model_path=str(path), model_name=QWEN_1_5B.label, temperature=0.0, max_tokens=128)
