@@ -26,9 +26,9 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, PrivateAttr
 
 from shared.errors import RoadmapError
+from shared.settings import RETRIEVAL_MODES
 from shared.vectorstore import VectorIndex
 
-MODES = ("dense", "lexical", "hybrid")
 RRF_K = 60
 _WORD = re.compile(r"[0-9a-z]+(?:[.,][0-9]+)*|[\uac00-\ud7a3]+")
 
@@ -128,8 +128,8 @@ class Retriever(BaseRetriever):
     def model_post_init(self, context: Any) -> None:
         if self.k < 1:
             raise RoadmapError(f"k must be at least 1, got {self.k}")
-        if self.mode not in MODES:
-            raise RoadmapError(f"unknown retrieval mode {self.mode!r}; choose one of: {', '.join(MODES)}")
+        if self.mode not in RETRIEVAL_MODES:
+            raise RoadmapError(f"unknown retrieval mode {self.mode!r}; choose one of: {', '.join(RETRIEVAL_MODES)}")
 
     @property
     def bm25(self) -> BM25:
