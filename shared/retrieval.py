@@ -145,7 +145,7 @@ class Retriever(BaseRetriever):
             found = self.bm25.search(query, self.k)
         else:
             depth = max(self.fetch_k, self.k)
-            dense = self.index.search(query, k=depth if not self.mmr else self.k * 2, mmr=self.mmr, fetch_k=depth)
+            dense = self.index.search(query, k=depth, mmr=self.mmr, fetch_k=2 * depth)
             lexical = self.bm25.search(query, depth)
             found = reciprocal_rank_fusion([[d for d, _ in dense], [d for d, _ in lexical]])[: self.k]
         return [Document(page_content=doc.page_content, metadata={**doc.metadata, "score": float(score)}, id=doc.id)
