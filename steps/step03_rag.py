@@ -31,13 +31,15 @@ QUESTIONS = (
 )
 
 
-def build_index(docs: Path, embeddings_spec: str, location: Path, progress: bool = False, warn_to=None) -> tuple[VectorIndex, SyncReport]:
+def build_index(
+    docs: Path, embeddings_spec: str, location: Path, progress: bool = False, on_warning=None
+) -> tuple[VectorIndex, SyncReport]:
     """Load, split, embed and store the documents of ``docs`` - or just the files that changed."""
     # The index is saved next to a manifest of file hashes: a second run with the same files
     # embeds nothing, and an edited file re-embeds only its own chunks. Embedding is the slow
     # part of indexing, so this is what makes "ask again" instant.
     return sync_index(
-        docs, get_embeddings(embeddings_spec), embeddings_spec, SplitSettings(), location, warn=warn_to, progress=progress
+        docs, get_embeddings(embeddings_spec), embeddings_spec, SplitSettings(), location, warn=on_warning, progress=progress
     )
 
 
@@ -61,7 +63,7 @@ def open_retriever(args, progress: bool) -> Retriever:
     """Sync the index of ``args.docs`` and wrap it in a retriever (used by run 3 and ask)."""
     spec = choose(args.embeddings, EMBEDDINGS_ENV).spec
     location = index_location(args.docs, spec)
-    index, _ = build_index(args.docs, spec, location, progress=progress, warn_to=warn)
+    index, _ = build_index(args.docs, spec, location, progress=progress, on_warning=warn)
     return build_retriever(index, k=args.k, mode=args.mode)
 
 
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     # Check the questions before indexing anything: a typo should cost nothing.
     questions = [check_question(q) for q in args.question or QUESTIONS]
     spec = choose(args.embeddings, EMBEDDINGS_ENV).spec
-    index, report = build_index(args.docs, spec, index_location(args.docs, spec), progress=not args.json, warn_to=warn)
+    index, report = build_index(args.docs, spec, index_location(args.docs, spec), progress=not args.json, on_warning=warn)
     retriever = build_retriever(index, k=args.k, mode=args.mode)
     # temperature 0: the answer should follow the context, not improvise around it.
     model = get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0)
