@@ -124,7 +124,8 @@ def evaluate_rag(
             "rank": first_gold_rank([s["source"] for s in sources], item["gold_sources"]),
             "answer": answer,
             "refused": refused,
-            "correct": answer is not None and not refused and contains_fragment(answer, str(item["expected"])),
+            "correct": bool(item["answerable"]) and answer is not None and not refused
+            and contains_fragment(answer, str(item["expected"])),
         }
         results.append(result)
         if on_result:

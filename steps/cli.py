@@ -133,7 +133,7 @@ def cmd_eval_rag(args) -> int:
 
     def show(result: dict) -> None:
         if not args.json:
-            mark = "refused" if result["refused"] else ("ok" if result["correct"] else "-")
+            mark = "refused" if result["refused"] else ("ok" if result["correct"] else "wrong")
             rank = result["rank"] or "-"
             print(f"{result['id']:<5} rank {rank!s:<2} {mark if chain else '':<8} {result['question']}", flush=True)
 
