@@ -53,7 +53,8 @@ RAG_PROMPT = ChatPromptTemplate.from_messages(
         (
             "human",
             "<documents>\n{context}\n</documents>\n\nQuestion: {question}\n\n"
-            "Answer from the documents above, putting the document number after each fact, like [1]. "
+            "Answer in one or two full sentences from the documents above, ending each sentence with "
+            "its document number, like: The shop opens at 9:00 [2]. "
             "If they do not contain the answer, reply exactly: {refusal}",
         ),
     ]
