@@ -12,6 +12,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 from shared.errors import RoadmapError
@@ -62,6 +63,31 @@ def add_model_options(parser: argparse.ArgumentParser, json_flag: bool = True) -
         parser.add_argument("--json", action="store_true", help="print one JSON object instead of the lesson")
 
 
+def add_docs_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options of every command that answers from a documents folder (step 3 on).
+
+    ``--docs``, ``--k``, ``--mode``, ``--embeddings`` and ``--max-tokens``.
+    """
+    from shared.datasets import DATA_DIR
+    from shared.settings import RETRIEVAL_MODES
+
+    parser.add_argument("--docs", type=Path, default=DATA_DIR, help="folder of .md/.txt/.pdf documents (default: data/)")
+    parser.add_argument("--k", type=int, default=4, help="chunks retrieved per question (default: 4)")
+    parser.add_argument(
+        "--mode", choices=RETRIEVAL_MODES, default="hybrid",
+        help="retrieval: dense (embeddings), lexical (BM25) or hybrid (both fused; default)",
+    )
+    parser.add_argument(
+        "--embeddings", help="embeddings spec: local, openai:MODEL or fake (default: $ROADMAP_EMBEDDINGS, else local)"
+    )
+    parser.add_argument("--max-tokens", type=int, default=200, help="longest answer in tokens (default: 200)")
+
+
 def print_json(payload: Any, out: TextIO | None = None) -> None:
     """Print ``payload`` as one line of JSON (non-ASCII kept readable)."""
     print(json.dumps(payload, ensure_ascii=False, default=str), file=out or sys.stdout)
+
+
+def warn(line: str) -> None:
+    """Print a warning (a skipped file, a rebuilt index) as one line on stderr."""
+    print(f"warning: {line}", file=sys.stderr, flush=True)

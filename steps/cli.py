@@ -12,8 +12,9 @@ import os
 import sys
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
-from shared.cli import ArgumentParser, entry_point, print_json
+from shared.cli import ArgumentParser, add_docs_options, entry_point, print_json
 from shared.errors import RoadmapError
 
 
@@ -93,6 +94,59 @@ def cmd_tour(args) -> int:
         code = run_step(step, with_model([], args.model))
         failures += code != 0
     return 1 if failures else 0
+
+
+def cmd_ask(args) -> int:
+    from shared.rag import check_question
+
+    # Validate before loading anything heavy: an empty question costs nothing.
+    question = check_question(args.question)
+    from shared.models import get_chat_model
+    from shared.console import StreamPrinter
+    from steps.step03_rag import build_chain, open_retriever
+
+    # The index comes before the model: a wrong --docs folder fails before the model loads.
+    retriever = open_retriever(args, progress=not args.json)
+    chain = build_chain(get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0), retriever)
+    if args.json:
+        result = chain.invoke(question)
+        print_json({"answer": result["answer"], "sources": result["sources"]})
+        return 0
+    result = chain.invoke(question, config={"callbacks": [StreamPrinter()]})
+    print("\n\nsources:")
+    for number, source in enumerate(result["sources"], start=1):
+        page = f" (page {source['page']})" if source["page"] else ""
+        print(f"  [{number}] {source['source']}{page}")
+    return 0
+
+
+def cmd_eval_rag(args) -> int:
+    from shared.evaluation import RAG_COLUMNS, evaluate_rag, format_table, load_rag_set
+    from shared.models import get_chat_model
+    from steps.step03_rag import build_chain, open_retriever
+
+    items = load_rag_set(args.set)
+    retriever = open_retriever(args, progress=not args.json)
+    chain = None if args.retrieval_only else build_chain(
+        get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0), retriever
+    )
+
+    def show(result: dict) -> None:
+        if not args.json:
+            mark = "refused" if result["refused"] else ("ok" if result["correct"] else "wrong")
+            rank = result["rank"] or "-"
+            print(f"{result['id']:<5} rank {rank!s:<2} {mark if chain else '':<8} {result['question']}", flush=True)
+
+    report = evaluate_rag(items, retriever, chain, on_result=show)
+    settings = {"k": args.k, "mode": args.mode, "docs": str(args.docs), "set": str(args.set),
+                "model": None if chain is None else args.model or "default"}
+    if args.json:
+        print_json({"eval": "rag", "settings": settings, **report})
+        return 0
+    print(f"\nrag eval: {len(items)} questions, k={args.k}, mode={args.mode}"
+          + (", retrieval only" if chain is None else ""))
+    print(format_table(report["summary"], RAG_COLUMNS))
+    return 0
 
 
 def doctor_report(model_spec: str | None) -> dict:
@@ -193,6 +247,23 @@ def parse_args(argv: list[str] | None):
 
     tour = commands.add_parser("tour", help="run every available step in order")
     tour.set_defaults(handler=cmd_tour)
+
+    from shared.datasets import DATA_DIR
+
+    ask = commands.add_parser("ask", help="answer a question from your documents, citing sources (step 3)")
+    ask.add_argument("question", help="the question, in quotes")
+    add_docs_options(ask)
+    ask.add_argument("--json", action="store_true", help='print {"answer", "sources"} as JSON')
+    ask.set_defaults(handler=cmd_ask)
+
+    evaluate = commands.add_parser("eval", help="measure a pipeline on a question set (eval rag)")
+    suites = evaluate.add_subparsers(dest="suite", metavar="SUITE", required=True)
+    rag = suites.add_parser("rag", help="retrieval hit@k and MRR, answer accuracy, refusal rate")
+    add_docs_options(rag)
+    rag.add_argument("--set", type=Path, default=DATA_DIR / "eval" / "rag.jsonl", help="JSONL question set (default: data/eval/rag.jsonl)")
+    rag.add_argument("--retrieval-only", action="store_true", help="measure retrieval only; no chat model")
+    rag.add_argument("--json", action="store_true", help="print one JSON object")
+    rag.set_defaults(handler=cmd_eval_rag)
 
     doctor = commands.add_parser("doctor", help="check models, files and versions, and say how to fix problems")
     doctor.add_argument("--json", action="store_true", help="print JSON")

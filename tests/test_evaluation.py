@@ -1,0 +1,92 @@
+import json
+
+import pytest
+from langchain_core.documents import Document
+from langchain_core.runnables import RunnableLambda
+
+from shared.datasets import DATA_DIR
+from shared.documents import find_files, relative_source
+from shared.errors import RoadmapError
+from shared.evaluation import (
+    RAG_COLUMNS,
+    contains_fragment,
+    evaluate_rag,
+    first_gold_rank,
+    format_table,
+    load_rag_set,
+)
+from shared.rag import REFUSAL
+
+ITEMS = [
+    {"id": "a", "question": "lamp warranty?", "lang": "en", "gold_sources": ["lamp.md"], "expected": "36 months", "answerable": True},
+    {"id": "b", "question": "주전자 보온?", "lang": "ko", "gold_sources": ["kettle.md"], "expected": "45분", "answerable": True},
+    {"id": "c", "question": "robot vacuum?", "lang": "en", "gold_sources": [], "expected": "", "answerable": False},
+]
+RETRIEVED = {"lamp warranty?": ["fan.md", "lamp.md"], "주전자 보온?": ["fan.md"], "robot vacuum?": ["fan.md"]}
+ANSWERS = {"lamp warranty?": "It has a 36 Months warranty [2].", "주전자 보온?": "모릅니다", "robot vacuum?": REFUSAL}
+
+
+def fake_retriever():
+    return RunnableLambda(
+        lambda q: [Document(page_content="", metadata={"source": s, "chunk_id": s, "page": None}) for s in RETRIEVED[q]]
+    )
+
+
+def fake_chain():
+    return RunnableLambda(lambda q: {"answer": ANSWERS[q], "sources": [{"source": s} for s in RETRIEVED[q]]})
+
+
+def by_group(report):
+    return {row["group"]: row for row in report["summary"]}
+
+
+def test_retrieval_only_metrics():
+    groups = by_group(evaluate_rag(ITEMS, fake_retriever()))
+    assert groups["all"]["hit@k"] == 0.5 and groups["all"]["mrr"] == 0.25
+    assert groups["en"]["hit@k"] == 1.0 and groups["ko"]["hit@k"] == 0.0
+    assert groups["all"]["accuracy"] is None and groups["all"]["refusal_rate"] is None
+
+
+def test_answer_accuracy_and_refusal_rate():
+    report = evaluate_rag(ITEMS, fake_retriever(), fake_chain())
+    groups = by_group(report)
+    assert groups["all"]["accuracy"] == 0.5 and groups["all"]["refusal_rate"] == 1.0
+    assert [r["correct"] for r in report["results"]] == [True, False, False]
+
+
+def test_fragment_and_rank_helpers():
+    assert contains_fragment("It lasts 24  Months.", "24 months")
+    assert not contains_fragment("It lasts 2 years.", "24 months")
+    assert first_gold_rank(["a", "b", "c"], ["c", "b"]) == 2
+    assert first_gold_rank(["a"], ["z"]) is None
+
+
+def test_format_table_aligns_and_shows_missing_values():
+    table = format_table([{"group": "all", "answerable": 2, "hit@k": 0.5, "mrr": None}], RAG_COLUMNS)
+    header, row = table.splitlines()
+    assert header.split()[:4] == ["group", "answerable", "hit@k", "MRR"]
+    assert row.split()[:4] == ["all", "2", "0.50", "-"]
+
+
+def test_answerable_question_without_gold_source_is_rejected(tmp_path):
+    path = tmp_path / "set.jsonl"
+    path.write_text(json.dumps({"id": "x", "question": "q", "gold_sources": [], "expected": "", "answerable": True}) + "\n")
+    with pytest.raises(RoadmapError, match="question x"):
+        load_rag_set(path)
+
+
+def test_missing_field_names_the_line(tmp_path):
+    path = tmp_path / "set.jsonl"
+    path.write_text('{"id": "x"}\n')
+    with pytest.raises(RoadmapError, match=":1: missing key"):
+        load_rag_set(path)
+
+
+def test_project_eval_set_meets_the_brief():
+    items = load_rag_set(DATA_DIR / "eval" / "rag.jsonl")
+    corpus = {relative_source(p, DATA_DIR) for p in find_files(DATA_DIR)}
+    assert len(items) >= 40
+    assert sum(not i["answerable"] for i in items) >= 10
+    assert sum(i["lang"] == "ko" for i in items) >= 15
+    assert len({i["id"] for i in items}) == len(items)
+    assert all(set(i["gold_sources"]) <= corpus for i in items)
