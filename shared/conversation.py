@@ -186,11 +186,16 @@ def build_chat_graph(
         first_kept = len(messages) - (len(kept) - 1)
         if summarize and first_kept > state.get("summarized", 0):
             # Note: switching --summarize on for a long thread drops hundreds of messages at
-            # once; only the latest that fit in half the budget go into the summary prompt.
+            # once; only the latest that fit in the budget go into the summary prompt.
+            previous = summary or "(none yet)"
+            room = budget - model.get_num_tokens_from_messages(SUMMARY_PROMPT.format_messages(summary=previous, messages=""))
             dropped = trim_messages(
-                messages[state.get("summarized", 0) : first_kept], max_tokens=budget // 2, token_counter=model, strategy="last"
+                messages[state.get("summarized", 0) : first_kept], max_tokens=max(room, 0),
+                token_counter=lambda lines: model.get_num_tokens(format_lines(lines)),
+                strategy="last",
             )
-            summary = summarizer.invoke({"summary": summary or "(none yet)", "messages": format_lines(dropped)}).strip()
+            if dropped:
+                summary = summarizer.invoke({"summary": previous, "messages": format_lines(dropped)}).strip()
             update = {"summary": summary, "summarized": first_kept}
             # The longer system message may push one more old turn out: trim again. That turn
             # is folded into the summary on the next turn.
