@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from shared.cli import ArgumentParser, add_docs_options, entry_point, print_json
+from shared.cli import ArgumentParser, add_docs_options, entry_point, print_json, warn
 from shared.errors import RoadmapError
 
 
@@ -103,10 +103,11 @@ def cmd_ask(args) -> int:
     question = check_question(args.question)
     from shared.models import get_chat_model
     from shared.console import StreamPrinter
-    from steps.step03_rag import build_chain, open_retriever
+    from shared.corpus import open_retriever
+    from steps.step03_rag import build_chain
 
     # The index comes before the model: a wrong --docs folder fails before the model loads.
-    retriever = open_retriever(args, progress=not args.json)
+    retriever = open_retriever(args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn)
     chain = build_chain(get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0), retriever)
     if args.json:
         result = chain.invoke(question)
@@ -123,10 +124,11 @@ def cmd_ask(args) -> int:
 def cmd_eval_rag(args) -> int:
     from shared.evaluation import RAG_COLUMNS, evaluate_rag, format_table, load_rag_set
     from shared.models import get_chat_model
-    from steps.step03_rag import build_chain, open_retriever
+    from shared.corpus import open_retriever
+    from steps.step03_rag import build_chain
 
     items = load_rag_set(args.set)
-    retriever = open_retriever(args, progress=not args.json)
+    retriever = open_retriever(args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn)
     chain = None if args.retrieval_only else build_chain(
         get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0), retriever
     )
