@@ -95,7 +95,7 @@ def _retry(action: Callable[[], T], timeout: float) -> T:
             if not _is_locked(exc) or time.monotonic() + delay > deadline:
                 raise
         time.sleep(delay * random.uniform(0.5, 1.5))
-        delay = min(delay * 2, 0.25)
+        delay = min(delay * 2, 0.05)
 
 
 class Memory:
