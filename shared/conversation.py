@@ -60,13 +60,16 @@ REWRITE_PROMPT = ChatPromptTemplate.from_messages(
     [
         (
             "system",
-            "You rewrite the user's follow-up question so it can be understood without the conversation. "
-            "Replace words like 'it', 'its', 'that one' or 'and what about X?' with what they refer to. "
-            "Keep the language of the question. Reply with the rewritten question only.\n"
-            "Example: after 'How heavy is the Nimbus kettle?', the follow-up 'and the Sol toaster?' "
-            "becomes 'How heavy is the Sol toaster?'",
+            "You turn a follow-up question into a complete question that can be understood on its own. "
+            "A follow-up often leaves out what is being asked or which product it is about: take that from "
+            "the conversation. Keep the language of the question. Reply with the complete question only.",
         ),
-        ("human", "Conversation:\n{history}\n\nFollow-up question: {question}\n\nRewritten question:"),
+        # Note: a small model copies the follow-up unchanged when only told what to do; one worked
+        # example, given as an earlier exchange, shows it.
+        ("human", "Conversation:\nUser: How heavy is the Nimbus kettle?\nAssistant: It weighs 1.1 kg [1].\n\n"
+                  "Follow-up question: and the Sol toaster?"),
+        ("ai", "How heavy is the Sol toaster?"),
+        ("human", "Conversation:\n{history}\n\nFollow-up question: {question}"),
     ]
 )
 

@@ -122,3 +122,26 @@ def test_damaged_database_is_one_line_exit_2_and_kept(tmp_path, scripted, capsys
     code, _, err = chat(capsys, db, "--message", "hello")
     assert code == 2 and "move it aside" in error_line(err)
     assert db.read_text(encoding="utf-8") == "not a database"
+
+
+@pytest.mark.e2e
+def test_embedded_model_remembers_a_name_across_two_runs(local_model_env, tmp_path, capsys):
+    db = tmp_path / "m.sqlite"
+    assert cli.main(["chat", "--thread", "e2e", "--db", str(db), "--message", "Hi! My name is Mina and my order number is 4417.", "--json"]) == 0
+    capsys.readouterr()
+    assert cli.main(["chat", "--thread", "e2e", "--db", str(db), "--message", "What is my name?", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert "Mina" in payload["answer"] and payload["turns"] == 2
+
+
+@pytest.mark.e2e
+def test_embedded_model_rewrites_a_follow_up_before_retrieval(local_model_env, tmp_path, capsys):
+    db = tmp_path / "m.sqlite"
+    argv = ["chat", "--rag", "--thread", "rag", "--db", str(db), "--json"]
+    assert cli.main([*argv, "--message", "How long is the Aurora lamp's warranty?"]) == 0
+    capsys.readouterr()
+    assert cli.main([*argv, "--message", "And what about the Breeze fan?"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert "breeze" in payload["question"].lower() and "warranty" in payload["question"].lower()
+    assert payload["sources"][0]["source"] == "manuals/breeze-fan.md"
+    assert "18" in payload["answer"]
