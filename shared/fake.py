@@ -78,6 +78,14 @@ class ScriptedChatModel(JsonSchemaChatModel):
     def _llm_type(self) -> str:
         return "scripted-fake"
 
+    def get_num_tokens(self, text: str) -> int:
+        """Count words as tokens, so trimming by tokens is predictable in tests."""
+        return _count(text)
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence | None = None) -> int:
+        """The words of all the messages (no per-message overhead)."""
+        return sum(_count(m.text) for m in messages)
+
     def _default_reply(self, messages: Sequence[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
         if kwargs.get("response_format"):
             return AIMessage(json.dumps(example_for_schema(kwargs["response_format"]["schema"]), ensure_ascii=False))

@@ -9,6 +9,7 @@ from pathlib import Path
 CACHE_ENV = "ROADMAP_CACHE"
 MODEL_ENV = "ROADMAP_MODEL"
 EMBEDDINGS_ENV = "ROADMAP_EMBEDDINGS"
+MEMORY_DB_ENV = "ROADMAP_MEMORY_DB"
 # How step 3 on retrieves chunks: by meaning, by words (BM25), or both fused.
 RETRIEVAL_MODES = ("dense", "lexical", "hybrid")
 

@@ -6,6 +6,7 @@ start in a blink.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import os
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from shared.cli import ArgumentParser, add_docs_options, entry_point, print_json
+from shared.cli import ArgumentParser, add_docs_options, entry_point, print_json, warn
 from shared.errors import RoadmapError
 
 
@@ -103,10 +104,11 @@ def cmd_ask(args) -> int:
     question = check_question(args.question)
     from shared.models import get_chat_model
     from shared.console import StreamPrinter
-    from steps.step03_rag import build_chain, open_retriever
+    from shared.corpus import open_retriever
+    from steps.step03_rag import build_chain
 
     # The index comes before the model: a wrong --docs folder fails before the model loads.
-    retriever = open_retriever(args, progress=not args.json)
+    retriever = open_retriever(args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn)
     chain = build_chain(get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0), retriever)
     if args.json:
         result = chain.invoke(question)
@@ -123,10 +125,11 @@ def cmd_ask(args) -> int:
 def cmd_eval_rag(args) -> int:
     from shared.evaluation import RAG_COLUMNS, evaluate_rag, format_table, load_rag_set
     from shared.models import get_chat_model
-    from steps.step03_rag import build_chain, open_retriever
+    from shared.corpus import open_retriever
+    from steps.step03_rag import build_chain
 
     items = load_rag_set(args.set)
-    retriever = open_retriever(args, progress=not args.json)
+    retriever = open_retriever(args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn)
     chain = None if args.retrieval_only else build_chain(
         get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0), retriever
     )
@@ -146,6 +149,66 @@ def cmd_eval_rag(args) -> int:
     print(f"\nrag eval: {len(items)} questions, k={args.k}, mode={args.mode}"
           + (", retrieval only" if chain is None else ""))
     print(format_table(report["summary"], RAG_COLUMNS))
+    return 0
+
+
+def cmd_chat(args) -> int:
+    # Check the input before loading anything heavy: a typo should cost nothing.
+    if args.message is not None and not args.message.strip():
+        raise RoadmapError('the message is empty; type something, e.g. --message "Hello"')
+    if args.json and args.message is None:
+        raise RoadmapError('--json needs --message: roadmap chat --thread ID --message "..." --json')
+    from shared.conversation import Conversation, history_budget, run_repl
+    from shared.memory import open_memory
+    from shared.models import get_chat_model
+    from steps.step04_memory import build_graph
+
+    retriever = None
+    if args.rag:
+        from shared.corpus import open_retriever
+
+        retriever = open_retriever(args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn)
+    model = get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0)
+    with open_memory(args.db) as memory:
+        graph = build_graph(model, memory.saver, args.budget or history_budget(model), args.summarize, retriever)
+        chat = Conversation(graph, memory)
+        if args.message is None:
+            return run_repl(chat, args.thread, sys.stdin, sys.stdout, show_sources=args.rag)
+        if args.json:
+            result = chat.send(args.thread, args.message)
+            payload = {"thread": args.thread, "answer": result["answer"], "turns": result["turns"]}
+            if args.rag:
+                payload.update(question=result["question"], sources=result["sources"])
+            print_json(payload)
+            return 0
+        result = chat.send(args.thread, args.message, on_token=lambda piece: print(piece, end="", flush=True))
+    print()
+    if args.rag:
+        print(f"\nsearched for: {result['question']}\nsources:")
+        for number, source in enumerate(result["sources"], start=1):
+            print(f"  [{number}] {source['source']}")
+    return 0
+
+
+def cmd_threads(args) -> int:
+    from shared.memory import open_memory
+
+    with open_memory(args.db) as memory:
+        if args.action == "delete":
+            memory.delete(args.thread_id)
+            print(f"deleted thread {args.thread_id!r} from {memory.path}")
+            return 0
+        threads = memory.threads()
+        path = memory.path
+    if args.json:
+        print_json([{"thread": t.thread_id, "turns": t.turns, "messages": t.messages, "updated": t.updated} for t in threads])
+        return 0
+    if not threads:
+        print(f"no threads yet in {path}; start one with: roadmap chat --thread ID")
+        return 0
+    print(f"{'thread':<24} {'turns':>5}  last updated (UTC)")
+    for t in threads:
+        print(f"{t.thread_id:<24} {t.turns:>5}  {t.updated[:19].replace('T', ' ')}")
     return 0
 
 
@@ -264,6 +327,27 @@ def parse_args(argv: list[str] | None):
     rag.add_argument("--retrieval-only", action="store_true", help="measure retrieval only; no chat model")
     rag.add_argument("--json", action="store_true", help="print one JSON object")
     rag.set_defaults(handler=cmd_eval_rag)
+
+    db_help = "memory database file (default: $ROADMAP_MEMORY_DB, else memory.sqlite in the cache)"
+    chat = commands.add_parser("chat", help="chat with memory: a REPL, or one turn with --message (step 4)")
+    chat.add_argument("--thread", default="default", help="conversation id (default: default)")
+    chat.add_argument("--message", help="send one message, print the answer and exit")
+    chat.add_argument("--rag", action="store_true", help="answer from your documents; follow-ups are rewritten first")
+    chat.add_argument("--summarize", action="store_true", help="fold trimmed turns into a running summary")
+    chat.add_argument("--budget", type=int, help="most tokens a prompt may use (default: the model's context minus the answer)")
+    chat.add_argument("--db", help=db_help)
+    add_docs_options(chat)
+    chat.add_argument("--json", action="store_true", help='with --message: print {"thread", "answer", "turns"} as JSON')
+    chat.set_defaults(handler=cmd_chat)
+
+    threads = commands.add_parser("threads", help="list the stored conversations, or delete one: threads delete ID")
+    threads.add_argument("--db", help=db_help)
+    threads.add_argument("--json", action="store_true", help="print JSON")
+    threads.set_defaults(handler=cmd_threads, action="list")
+    actions = threads.add_subparsers(dest="action", metavar="ACTION")
+    delete = actions.add_parser("delete", help="delete one thread and its history")
+    delete.add_argument("thread_id", help="the thread to delete")
+    delete.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
 
     doctor = commands.add_parser("doctor", help="check models, files and versions, and say how to fix problems")
     doctor.add_argument("--json", action="store_true", help="print JSON")

@@ -17,12 +17,12 @@ from langchain_core.runnables import Runnable
 
 from shared.cli import ArgumentParser, add_docs_options, add_model_options, entry_point, print_json, warn
 from shared.console import Meter, StreamPrinter
-from shared.documents import SplitSettings
-from shared.models import choose, get_chat_model, get_embeddings
+from shared.corpus import build_index as shared_build_index
+from shared.models import choose, get_chat_model
 from shared.rag import RAG_PROMPT, build_rag_chain, check_question, format_context, refusal_for
 from shared.retrieval import Retriever
 from shared.settings import EMBEDDINGS_ENV
-from shared.vectorstore import SyncReport, VectorIndex, index_location, sync_index
+from shared.vectorstore import SyncReport, VectorIndex, index_location
 
 QUESTIONS = (
     "How long is the warranty on the Aurora desk lamp?",
@@ -38,9 +38,7 @@ def build_index(
     # The index is saved next to a manifest of file hashes: a second run with the same files
     # embeds nothing, and an edited file re-embeds only its own chunks. Embedding is the slow
     # part of indexing, so this is what makes "ask again" instant.
-    return sync_index(
-        docs, get_embeddings(embeddings_spec), embeddings_spec, SplitSettings(), location, warn=on_warning, progress=progress
-    )
+    return shared_build_index(docs, embeddings_spec, location, progress=progress, on_warning=on_warning)
 
 
 def build_retriever(index: VectorIndex, k: int = 4, mode: str = "hybrid", mmr: bool = False) -> Retriever:
@@ -57,14 +55,6 @@ def build_chain(model: BaseChatModel, retriever: Runnable) -> Runnable:
     # numbered into the prompt's {context}, the model answers, and the chunks come back as
     # sources - so the caller can show exactly what the answer was based on.
     return build_rag_chain(model, retriever)
-
-
-def open_retriever(args, progress: bool) -> Retriever:
-    """Sync the index of ``args.docs`` and wrap it in a retriever (used by run 3 and ask)."""
-    spec = choose(args.embeddings, EMBEDDINGS_ENV).spec
-    location = index_location(args.docs, spec)
-    index, _ = build_index(args.docs, spec, location, progress=progress, on_warning=warn)
-    return build_retriever(index, k=args.k, mode=args.mode)
 
 
 def parse_args(argv: list[str] | None):

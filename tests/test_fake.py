@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel
 
@@ -61,3 +61,9 @@ def test_example_for_schema_follows_refs_and_options():
     }
     assert example_for_schema({"anyOf": [{"type": "string"}, {"type": "null"}]}) == "example"
     assert example_for_schema({"type": "array", "items": {"type": "integer"}}) == [1]
+
+
+def test_counts_words_as_tokens():
+    model = ScriptedChatModel()
+    assert model.get_num_tokens("three little words") == 3
+    assert model.get_num_tokens_from_messages([HumanMessage("one two"), AIMessage("three")]) == 3
