@@ -82,3 +82,18 @@ def test_step1_on_the_embedded_model(local_model_env, capsys):
     assert main(["--task", "answer", "--input", "How many legs does a spider have? Answer in one sentence."]) == 0
     out = capsys.readouterr().out
     assert "8" in out or "eight" in out.lower()
+
+
+def test_damaged_model_file_is_refused_in_one_line(tmp_path, capsys):
+    import os
+
+    from shared.model_files import QWEN_1_5B
+
+    models = tmp_path / "cache" / "models"
+    models.mkdir(parents=True)
+    (models / QWEN_1_5B.filename).write_bytes(b"GGUF truncated")
+    assert os.environ["ROADMAP_CACHE"] == str(tmp_path / "cache")
+    assert main(["--task", "classify"]) == 2
+    err = capsys.readouterr().err
+    assert "truncated or modified" in err and err.count("\n") == 1
+    assert not (models / QWEN_1_5B.filename).exists()
