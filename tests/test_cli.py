@@ -31,8 +31,9 @@ def test_step_model_flag_wins_over_the_global_one():
     assert with_model(["--model=fake"], "local") == ["--model=fake"]
 
 
-def test_tour_runs_every_available_step_with_headers(scripted, capsys):
+def test_tour_runs_every_available_step_with_headers(scripted, capsys, monkeypatch):
     scripted()
+    monkeypatch.setenv("ROADMAP_EMBEDDINGS", "fake")
     assert main(["--model", "fake", "tour"]) == 0
     out = capsys.readouterr().out
     for step in (s for s in STEPS if s.available):
