@@ -29,9 +29,13 @@ def console_commands() -> list[str]:
     return [line[2:].strip() for block in blocks("console") for line in block.splitlines() if line.startswith("$ roadmap")]
 
 
+MODEL_COMMANDS = {"run", "tour", "ask", "chat", "eval", "agent"}
+
+
 def needs_model(command: str) -> bool:
+    """True for commands that run a chat model, unless they ask for the fake one."""
     words = shlex.split(command)
-    return any(w in ("run", "tour") for w in words) and "fake" not in words
+    return bool(MODEL_COMMANDS.intersection(words)) and "fake" not in words
 
 
 def run(command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
