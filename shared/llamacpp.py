@@ -17,6 +17,7 @@ lock, so several threads can share one chat model safely: their requests queue.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import threading
@@ -111,6 +112,14 @@ def _grammar(schema_json: str) -> Any:
     from llama_cpp import LlamaGrammar
 
     return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+
+
+def _overlap(text: str, stop: str) -> int:
+    """Length of the longest end of ``text`` that is a beginning of ``stop``."""
+    for size in range(min(len(text), len(stop) - 1), 0, -1):
+        if text.endswith(stop[:size]):
+            return size
+    return 0
 
 
 def _to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
@@ -260,41 +269,47 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         temperature: float | None = None,
         seed: int | None = None,
     ) -> Iterator[tuple[str, dict[str, Any] | None]]:
-        """Yield ``(text, None)`` pieces, then ``("", stats)`` once generation ends."""
-        from llama_cpp import StoppingCriteriaList
+        """Yield ``(text, None)`` pieces as tokens arrive, then ``("", stats)`` once done.
 
+        The loop runs over llama.cpp's token generator directly, so the token counts are exact
+        and text is decoded incrementally (a multi-byte character split across tokens is held
+        back until complete, and so is text that might be the start of a stop sequence).
+        """
         engine = self.engine
-        sampled: list[int] = []
-
-        def count(input_ids: Any, logits: Any) -> bool:
-            sampled.append(int(input_ids[-1]))
-            return False
-
-        finish = "length"
+        stops = [s for s in (stop or []) if s]
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        held, produced, finish = "", 0, "length"
         with engine.lock:
-            for chunk in engine.llm.create_completion(
-                prompt=prompt,
-                max_tokens=max_tokens,
-                temperature=self.temperature if temperature is None else temperature,
+            engine.llm.set_seed(self.seed if seed is None else seed)
+            tokens = engine.llm.generate(
+                prompt,
+                temp=self.temperature if temperature is None else temperature,
                 top_p=self.top_p,
-                stop=stop or [],
-                seed=self.seed if seed is None else seed,
                 grammar=grammar,
-                stream=True,
-                stopping_criteria=StoppingCriteriaList([count]),
-            ):
-                choice = chunk["choices"][0]
-                if choice["text"]:
-                    yield choice["text"], None
-                finish = choice.get("finish_reason") or finish
-        output_tokens = len(sampled) - (1 if sampled and engine.eog(sampled[-1]) else 0)
+            )
+            for token in tokens:
+                if engine.eog(token):
+                    finish = "stop"
+                    break
+                produced += 1
+                held += decoder.decode(engine.llm.detokenize([token]))
+                hit = min((held.find(s) for s in stops if s in held), default=-1)
+                if hit >= 0:
+                    held, finish = held[:hit], "stop"
+                    break
+                keep = max((_overlap(held, s) for s in stops), default=0)
+                if len(held) > keep:
+                    yield held[: len(held) - keep], None
+                    held = held[len(held) - keep :]
+                if produced >= max_tokens:
+                    break
+            tokens.close()
+        tail = held + decoder.decode(b"", final=True)
+        if tail:
+            yield tail, None
         yield "", {
             "finish_reason": finish,
-            "usage": {
-                "input_tokens": len(prompt),
-                "output_tokens": output_tokens,
-                "total_tokens": len(prompt) + output_tokens,
-            },
+            "usage": {"input_tokens": len(prompt), "output_tokens": produced, "total_tokens": len(prompt) + produced},
         }
 
     def _decide(self, messages: Sequence[BaseMessage], tools: list[dict[str, Any]], tool_choice: Any) -> dict:

@@ -91,12 +91,11 @@ def _openai_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:
     _require_key(spec)
     name = spec.split(":", 1)[1]
     try:
-        from langchain_openai import ChatOpenAI
+        from shared.openai_compat import PortableChatOpenAI
     except ImportError:
         raise RoadmapError("langchain-openai is not installed; install the project with: pip install -e .") from None
-    settings.pop("progress", None)
     allowed = {k: v for k, v in settings.items() if k in ("temperature", "max_tokens", "seed", "stop")}
-    return ChatOpenAI(model=name, base_url=os.environ.get("OPENAI_BASE_URL") or None, **allowed)
+    return PortableChatOpenAI(model=name, base_url=os.environ.get("OPENAI_BASE_URL") or None, **allowed)
 
 
 def _fake_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:

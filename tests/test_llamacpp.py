@@ -1,0 +1,150 @@
+"""The llama.cpp chat model: prompt building and decision schema (unit), real behaviour (e2e)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import tool
+from pydantic import BaseModel, Field
+
+from shared.llamacpp import ContextOverflowError, _decision_schema, _to_chat_dicts, _with_system_note
+
+
+@tool
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression such as 12 * (3 + 4)."""
+    return "84"
+
+
+@tool
+def current_time(zone: str = "UTC") -> str:
+    """The current date and time in an IANA time zone."""
+    return "2026-11-28 09:00"
+
+
+def openai_tools():
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    return [convert_to_openai_tool(calculator), convert_to_openai_tool(current_time)]
+
+
+def test_decision_schema_offers_each_tool_and_answer():
+    schema = _decision_schema(openai_tools(), allow_answer=True, max_string=50)
+    actions = [option["properties"]["action"]["const"] for option in schema["anyOf"]]
+    assert actions == ["calculator", "current_time", "answer"]
+    expression = schema["anyOf"][0]["properties"]["args"]["properties"]["expression"]
+    assert expression["maxLength"] == 50
+
+
+def test_decision_schema_without_answer_when_a_tool_is_required():
+    schema = _decision_schema(openai_tools()[:1], allow_answer=False, max_string=50)
+    assert schema["properties"]["action"]["const"] == "calculator"
+
+
+def test_messages_become_template_dicts_with_tool_calls():
+    call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "c1", "type": "tool_call"}
+    dicts = _to_chat_dicts(
+        [SystemMessage("sys"), HumanMessage("q"), AIMessage("", tool_calls=[call]), ToolMessage("4", tool_call_id="c1")]
+    )
+    assert [d["role"] for d in dicts] == ["system", "user", "assistant", "tool"]
+    # Note: the chat template serialises the arguments itself, so they stay a dict.
+    assert dicts[2]["tool_calls"][0]["function"]["arguments"] == {"expression": "2+2"}
+
+
+def test_system_note_is_appended_or_added():
+    assert _with_system_note([HumanMessage("q")], "note")[0].content == "note"
+    merged = _with_system_note([SystemMessage("base"), HumanMessage("q")], "note")
+    assert merged[0].content == "base\n\nnote" and len(merged) == 2
+
+
+# ---- end-to-end on the embedded model -------------------------------------------------
+
+
+
+class Order(BaseModel):
+    customer: str = Field(max_length=40)
+    quantity: int
+    city: str = Field(max_length=40)
+
+
+@pytest.mark.e2e
+def test_invoke_reports_usage_and_answers(local_model):
+    reply = local_model.invoke("What is 17 times 3? Answer with the number only.")
+    assert "51" in reply.content
+    usage = reply.usage_metadata
+    assert usage["input_tokens"] > 10 and 0 < usage["output_tokens"] < 20
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    assert reply.response_metadata["finish_reason"] == "stop"
+
+
+@pytest.mark.e2e
+def test_stream_yields_many_tokens_and_respects_max_tokens(local_model):
+    chunks = list(local_model.stream("Count from 1 to 50, separated by spaces.", max_tokens=12))
+    texts = [c.content for c in chunks if c.content]
+    assert len(texts) >= 5
+    assert chunks[-1].usage_metadata["output_tokens"] == 12
+    assert chunks[-1].response_metadata["finish_reason"] == "length"
+
+
+@pytest.mark.e2e
+def test_stop_sequence_and_seeded_sampling(local_model):
+    stopped = local_model.invoke("List the numbers 1 to 10, one per line.", stop=["5"])
+    assert "5" not in stopped.content and "4" in stopped.content
+    prompt = "Invent a name for a robot."
+    hot = [local_model.invoke(prompt, temperature=1.0, seed=7, max_tokens=12).content for _ in range(2)]
+    assert hot[0] == hot[1]
+
+
+@pytest.mark.e2e
+def test_structured_output_is_constrained_to_the_schema(local_model):
+    order = local_model.with_structured_output(Order).invoke("Kim Minji wants 2 lamps sent to Busan.")
+    assert order.quantity == 2 and "Busan" in order.city
+
+
+@pytest.mark.e2e
+def test_forced_tool_call_has_valid_arguments(local_model):
+    reply = local_model.bind_tools([calculator, current_time], tool_choice="calculator").invoke(
+        "What is 1234 times 5678?"
+    )
+    assert reply.tool_calls[0]["name"] == "calculator"
+    assert "1234" in reply.tool_calls[0]["args"]["expression"]
+
+
+@pytest.mark.e2e
+def test_tool_decision_and_direct_answer(local_model):
+    tools = local_model.bind_tools([calculator, current_time])
+    timed = tools.invoke("What time is it in Seoul right now?")
+    assert timed.tool_calls and timed.tool_calls[0]["name"] == "current_time"
+    poem = tools.invoke("Write one short line of poetry about rain.")
+    assert not poem.tool_calls and poem.content.strip()
+
+
+@pytest.mark.e2e
+def test_batch_async_and_threads_share_one_model(local_model):
+    prompts = ["Say the word red.", "Say the word blue."]
+    assert len(local_model.batch(prompts, config={"max_concurrency": 2}, max_tokens=8)) == 2
+    assert asyncio.run(local_model.ainvoke("Say yes.", max_tokens=4)).content
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(local_model.invoke("Say ok.", max_tokens=4))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2 and all(r.content for r in results)
+
+
+@pytest.mark.e2e
+def test_input_longer_than_the_context_is_refused_clearly(local_model):
+    with pytest.raises(ContextOverflowError, match="context window is 8,192"):
+        local_model.invoke("word " * 9000)
+
+
+@pytest.mark.e2e
+def test_token_counting_matches_the_prompt(local_model):
+    reply = local_model.invoke([HumanMessage("Hello there")], max_tokens=1)
+    assert local_model.get_num_tokens_from_messages([HumanMessage("Hello there")]) == reply.usage_metadata["input_tokens"]
+    assert json.loads(json.dumps(reply.usage_metadata))
