@@ -18,6 +18,7 @@ from langchain_core.runnables import Runnable
 from shared.cli import ArgumentParser, add_docs_options, add_model_options, entry_point, print_json, warn
 from shared.console import Meter, StreamPrinter
 from shared.documents import SplitSettings
+from shared.knowledge import open_knowledge_base
 from shared.models import choose, get_chat_model, get_embeddings
 from shared.rag import RAG_PROMPT, build_rag_chain, check_question, format_context, refusal_for
 from shared.retrieval import Retriever
@@ -60,11 +61,8 @@ def build_chain(model: BaseChatModel, retriever: Runnable) -> Runnable:
 
 
 def open_retriever(args, progress: bool) -> Retriever:
-    """Sync the index of ``args.docs`` and wrap it in a retriever (used by run 3 and ask)."""
-    spec = choose(args.embeddings, EMBEDDINGS_ENV).spec
-    location = index_location(args.docs, spec)
-    index, _ = build_index(args.docs, spec, location, progress=progress, on_warning=warn)
-    return build_retriever(index, k=args.k, mode=args.mode)
+    """Sync the index of ``args.docs`` and wrap it in a retriever (used by ask and eval rag)."""
+    return open_knowledge_base(args.docs, args.embeddings, k=args.k, mode=args.mode, progress=progress, on_warning=warn)
 
 
 def parse_args(argv: list[str] | None):
