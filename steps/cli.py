@@ -157,9 +157,9 @@ def cmd_eval_tools(args) -> int:
     items = load_tool_set(args.set, TOOL_NAMES)
     spec = args.suite_model or args.model
     # Only the decision is measured: the tools are bound, never run, so the knowledge base
-    # behind search_docs is not even opened.
+    # behind search_docs is not even opened, and a direct answer is cut after one token.
     tools = build_tools()
-    decide = get_chat_model(spec, temperature=0.0, max_tokens=64).bind_tools(tools)
+    decide = get_chat_model(spec, temperature=0.0, max_tokens=1).bind_tools(tools)
 
     def show(result: dict) -> None:
         if not args.json:
