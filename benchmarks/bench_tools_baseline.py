@@ -32,14 +32,15 @@ from shared.models import get_chat_model  # noqa: E402
 from shared.tools import TOOL_NAMES, build_tools  # noqa: E402
 
 
-def baseline_decider(model_path: str, tools: list, n_ctx: int):
+def baseline_decider(model_path: str, tools: list, n_ctx: int, max_tokens: int, n_threads: int | None):
     """``ChatLlamaCpp(...).bind_tools(tools)``, with exceptions turned into an error reply."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from langchain_community.chat_models import ChatLlamaCpp
 
     chat = ChatLlamaCpp(
-        model_path=model_path, n_ctx=n_ctx, temperature=0.0, max_tokens=128, n_threads=os.cpu_count(), verbose=False
+        model_path=model_path, n_ctx=n_ctx, temperature=0.0, max_tokens=max_tokens,
+        n_threads=n_threads or os.cpu_count(), verbose=False
     )
     bound = chat.bind_tools(tools)
 
@@ -57,6 +58,8 @@ def main() -> int:
     parser.add_argument("--model", default="local", help="local, local-small or local:PATH (default: local)")
     parser.add_argument("--set", type=Path, default=ROOT / "data" / "eval" / "tools.jsonl")
     parser.add_argument("--n-ctx", type=int, default=4096)
+    parser.add_argument("--max-tokens", type=int, default=64, help="reply budget; a tool call comes first (default: 64)")
+    parser.add_argument("--threads", type=int, help="llama.cpp threads (default: all cores)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -64,7 +67,7 @@ def main() -> int:
     tools = build_tools()
     # The registry assembles the GGUF file if needed; only its path is used.
     model_path = get_chat_model(args.model, progress=False).model_path
-    decide = baseline_decider(model_path, tools, args.n_ctx)
+    decide = baseline_decider(model_path, tools, args.n_ctx, args.max_tokens, args.threads)
     tally = {"tool_calls": 0, "prose": 0, "errors": 0}
     replies = {}
 

@@ -115,12 +115,15 @@ def check_query(query: str) -> str:
     """Return the query without a trailing ``;`` if it is one ``SELECT``/``WITH`` statement.
 
     Raises:
-        QueryError: Empty, too long, several statements, or not a ``SELECT``/``WITH``.
+        QueryError: Empty, too long, a NUL character, several statements, or not a
+            ``SELECT``/``WITH``.
     """
     if not isinstance(query, str) or not query.strip():
         raise QueryError("the query is empty; write one SELECT statement")
     if len(query) > MAX_QUERY_LENGTH:
         raise QueryError(f"the query is longer than {MAX_QUERY_LENGTH} characters; write a shorter SELECT")
+    if "\x00" in query:
+        raise QueryError("the query contains a NUL character; write plain SQL text")
     text = query.strip().rstrip(";").strip()
     if ";" in text and not _single_statement(text):
         raise QueryError("only one statement is allowed; remove the ';' and everything after it")

@@ -71,11 +71,13 @@ def unit_key(unit: str) -> str:
         ValueError: The unit is unknown; the message lists the known ones.
 
     Example:
-        >>> unit_key("Kilometres"), unit_key("°F"), unit_key("fl oz")
+        >>> unit_key("Kilometres"), unit_key("°F"), unit_key("US fl oz")
         ('km', 'f', 'floz')
     """
     text = str(unit).strip().lower().replace("degrees", "").replace("degree", "").replace("°", "")
     text = text.replace("metre", "meter").replace("litre", "liter").replace(" ", "").replace(".", "")
+    # Volumes are US measures, so "US gallons" is simply gallons.
+    text = text.removeprefix("us") if text not in _UNITS else text
     for candidate in (text, text[:-1] if text.endswith("s") else text, text[:-2] if text.endswith("es") else text):
         if candidate in _UNITS:
             return candidate
@@ -264,6 +266,23 @@ for _made in (calculator, current_time, unit_convert, sql_query):
     _guarded(_made)
 
 TOOL_NAMES = ("calculator", "current_time", "unit_convert", "search_docs", "sql_query")
+
+# Few-shot decisions for small local models (``bind_tools(tools, tool_examples=TOOL_EXAMPLES)``):
+# one per tool and two that need none, so no choice is favoured. Note: none of them is a
+# question of the evaluation set in data/eval/tools.jsonl.
+TOOL_EXAMPLES: list[dict[str, Any]] = [
+    {"question": "How much is 15 percent of 240?", "action": "calculator", "args": {"expression": "240 * 0.15"}},
+    {"question": "Write a short thank-you note to a customer.", "action": "answer"},
+    {"question": "What is the date today in Paris?", "action": "current_time", "args": {"timezone": "Europe/Paris"}},
+    {"question": "How many pounds is 3 kilograms?", "action": "unit_convert",
+     "args": {"value": 3, "from_unit": "kg", "to_unit": "lb"}},
+    {"question": "What does the warranty cover on the Breeze fan?", "action": "search_docs",
+     "args": {"query": "Breeze fan warranty coverage"}},
+    {"question": "How many orders has Choi Yuna placed?", "action": "sql_query",
+     "args": {"query": "SELECT count(*) FROM orders JOIN customers ON customers.id = orders.customer_id "
+              "WHERE customers.name = 'Choi Yuna'"}},
+    {"question": "What is the largest ocean on Earth?", "action": "answer"},
+]
 
 
 def build_tools(retriever: Runnable | None = None) -> list[BaseTool]:

@@ -152,14 +152,15 @@ def cmd_eval_rag(args) -> int:
 def cmd_eval_tools(args) -> int:
     from shared.evaluation import TOOL_COLUMNS, evaluate_tool_choice, format_table, load_tool_set
     from shared.models import get_chat_model
-    from shared.tools import TOOL_NAMES, build_tools
+    from shared.tools import TOOL_EXAMPLES, TOOL_NAMES, build_tools
 
     items = load_tool_set(args.set, TOOL_NAMES)
     spec = args.suite_model or args.model
     # Only the decision is measured: the tools are bound, never run, so the knowledge base
     # behind search_docs is not even opened, and a direct answer is cut after one token.
     tools = build_tools()
-    decide = get_chat_model(spec, temperature=0.0, max_tokens=1).bind_tools(tools)
+    examples = TOOL_EXAMPLES if args.examples else None
+    decide = get_chat_model(spec, temperature=0.0, max_tokens=1).bind_tools(tools, tool_examples=examples)
 
     def show(result: dict) -> None:
         if not args.json:
@@ -169,9 +170,11 @@ def cmd_eval_tools(args) -> int:
 
     report = evaluate_tool_choice(items, decide, tools, on_result=show)
     if args.json:
-        print_json({"eval": "tools", "settings": {"set": str(args.set), "model": spec or "default"}, **report})
+        settings = {"set": str(args.set), "model": spec or "default", "examples": args.examples}
+        print_json({"eval": "tools", "settings": settings, **report})
         return 0
-    print(f"\ntools eval: {len(items)} questions, model {spec or 'default'}")
+    print(f"\ntools eval: {len(items)} questions, model {spec or 'default'}, "
+          + ("with" if args.examples else "without") + " few-shot examples")
     print(format_table(report["summary"], TOOL_COLUMNS))
     return 0
 
@@ -295,6 +298,7 @@ def parse_args(argv: list[str] | None):
     tools.add_argument("--set", type=Path, default=DATA_DIR / "eval" / "tools.jsonl",
                        help="JSONL question set (default: data/eval/tools.jsonl)")
     tools.add_argument("--model", dest="suite_model", help="chat model spec (default: roadmap's --model, $ROADMAP_MODEL, else local)")
+    tools.add_argument("--examples", action="store_true", help="show the model few-shot decisions (shared/tools.py)")
     tools.add_argument("--json", action="store_true", help="print one JSON object")
     tools.set_defaults(handler=cmd_eval_tools)
 

@@ -96,7 +96,7 @@ def test_unknown_time_zone_explains_how_to_write_one():
     "value, source, target, expected",
     [(26.2, "miles", "km", 42.1648), (180, "lbs", "kilograms", 81.6466), (350, "°F", "celsius", 176.6667),
      (5, "gallons", "litres", 18.9271), (6, "feet", "cm", 182.88), (250, "g", "oz", 8.8185), (0, "K", "C", -273.15),
-     (2, "cups", "ml", 473.1765)],
+     (2, "cups", "ml", 473.1765), (5, "US gallons", "l", 18.9271)],
 )
 def test_unit_conversions(value, source, target, expected):
     assert round(convert(value, source, target), 4) == expected
@@ -128,7 +128,7 @@ def test_sql_query_reads_rows_as_a_table():
      ("DROP TABLE products", "not DROP"), ("SELECT 1; DROP TABLE products", "only one statement"),
      ("ATTACH DATABASE 'x.db' AS x", "not ATTACH"), ("PRAGMA writable_schema = 1", "not PRAGMA"),
      ("WITH x AS (SELECT 1) DELETE FROM orders", "only reading tables is allowed"),
-     ("SELECT * FROM refunds", "no such table: refunds"), ("", "empty")],
+     ("SELECT * FROM refunds", "no such table: refunds"), ("", "empty"), ("SELECT 1 \x00", "NUL character")],
 )
 def test_sql_that_writes_or_is_invalid_is_refused_and_the_file_is_untouched(query, reason):
     before = hashlib.sha256(SHOP_DB.read_bytes()).hexdigest()
