@@ -18,7 +18,7 @@ from shared.console import Meter, StreamPrinter
 from shared.models import get_chat_model
 from shared.rag import check_question
 from shared.toolcalling import answer_with_tools
-from shared.tools import build_tools
+from shared.tools import TOOL_EXAMPLES, build_tools
 
 # One question per tool - and one that needs none, to show the model may also just answer.
 QUESTIONS = (
@@ -31,13 +31,17 @@ QUESTIONS = (
 )
 
 
-def build_chain(model: BaseChatModel, tools: list, on_stage=None) -> Runnable:
+def build_chain(model: BaseChatModel, tools: list, examples=None, on_stage=None) -> Runnable:
     """question -> {"question", "tool_calls", "tool_results", "answer", "messages"}."""
     # The chain is one round of tool calling (shared/toolcalling.py): bind_tools, the model's
     # tool_calls, run each tool, send the results back as ToolMessages, and let the model answer.
     # on_stage lets a caller watch the middle stages without taking the chain apart.
+    # Note: examples are few-shot decisions for small local models (docs/tools.md has the
+    # numbers); hosted models ignore them.
     return RunnableLambda(
-        lambda question, config: answer_with_tools(model, tools, question, config=config, on_stage=on_stage)
+        lambda question, config: answer_with_tools(
+            model, tools, question, config=config, on_stage=on_stage, tool_examples=examples
+        )
     )
 
 
@@ -76,14 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     # need the documents never pay for loading the embeddings.
     tools = build_tools()
     if args.json:
-        chain = build_chain(model, tools)
+        chain = build_chain(model, tools, TOOL_EXAMPLES)
         results = [chain.invoke(q) for q in questions]
         print_json({"step": 5, "tools": [t.name for t in tools],
                     "results": [{k: v for k, v in r.items() if k != "messages"} for r in results]})
         return 0
 
     print("tools: " + ", ".join(t.name for t in tools))
-    chain = build_chain(model, tools, on_stage=show_stage)
+    chain = build_chain(model, tools, TOOL_EXAMPLES, on_stage=show_stage)
     for question in questions:
         meter = Meter()
         print(f"\n== {question} ==")

@@ -11,7 +11,7 @@ from langchain_core.runnables import RunnableLambda
 
 from steps import cli
 from steps.step05_tools import build_chain, main
-from shared.tools import build_tools
+from shared.tools import TOOL_EXAMPLES, build_tools
 
 
 def tool_call(name, args, call_id="call_1"):
@@ -20,7 +20,8 @@ def tool_call(name, args, call_id="call_1"):
 
 def test_chain_runs_the_called_tool_and_answers_from_its_result(scripted):
     model = scripted([tool_call("sql_query", {"query": "SELECT model FROM products WHERE stock = 0"}), "The ML-8 is out of stock."])
-    result = build_chain(model, build_tools(RunnableLambda(lambda q: []))).invoke("Which products are out of stock?")
+    result = build_chain(model, build_tools(RunnableLambda(lambda q: [])), TOOL_EXAMPLES).invoke(
+        "Which products are out of stock?")
     assert result["tool_calls"][0]["name"] == "sql_query"
     assert result["tool_calls"][0]["args"] == {"query": "SELECT model FROM products WHERE stock = 0"}
     assert result["tool_results"] == [{"name": "sql_query", "content": "model\nML-8\n(1 row)", "status": "success"}]
@@ -29,6 +30,7 @@ def test_chain_runs_the_called_tool_and_answers_from_its_result(scripted):
     assert [t["function"]["name"] for t in model.received_kwargs[0]["tools"]] == [
         "calculator", "current_time", "unit_convert", "search_docs", "sql_query"]
     assert model.received[0][-1].text == "Which products are out of stock?"
+    assert "tool_examples" in model.received_kwargs[0] and "tools" not in model.received_kwargs[1]
     tool_message = model.received[1][-1]
     assert tool_message.type == "tool" and tool_message.tool_call_id == "call_1" and "ML-8" in tool_message.text
 
@@ -109,7 +111,7 @@ E2E_QUESTIONS = [
 @pytest.mark.parametrize("question, expected", E2E_QUESTIONS)
 def test_embedded_model_calls_the_right_tool(local_model, question, expected, monkeypatch):
     monkeypatch.setenv("ROADMAP_EMBEDDINGS", "fake")  # search_docs: the tool is called, retrieval quality is step 3's
-    result = build_chain(local_model, build_tools()).invoke(question)
+    result = build_chain(local_model, build_tools(), TOOL_EXAMPLES).invoke(question)
     assert [c["name"] for c in result["tool_calls"]] == [expected]
     assert result["tool_results"][0]["status"] == "success", result["tool_results"]
     if expected == "calculator":
