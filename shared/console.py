@@ -14,12 +14,23 @@ from langchain_core.callbacks import BaseCallbackHandler, UsageMetadataCallbackH
 
 
 class StreamPrinter(BaseCallbackHandler):
-    """Print each new token as it arrives, so a demo shows the model thinking live."""
+    """Print each new token as it arrives, so a demo shows the model thinking live.
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    Args:
+        out: Where to print (default: stdout).
+        prefix: Printed once, just before the first token (e.g. ``"answer: "``), so a label
+            appears only when - and as soon as - the model starts writing.
+    """
+
+    def __init__(self, out: TextIO | None = None, prefix: str = "") -> None:
         self.out = out or sys.stdout
+        self.prefix = prefix
+        self.started = False
 
     def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        if not self.started:
+            self.out.write(self.prefix)
+            self.started = True
         self.out.write(token)
         self.out.flush()
 

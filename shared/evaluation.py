@@ -8,6 +8,14 @@ The metrics, computed per language and overall:
   fragment (case and spacing ignored) and is not a refusal;
 * **refusal rate** - share of unanswerable questions the chain declines to answer.
 
+For tool calling (``evaluate_tool_choice``), per split (``dev``/``test``) and overall:
+
+* **right tool** - share of questions where the model called the expected tool, or rightly
+  called none;
+* **correct** - right tool *and* usable arguments: they validate against the tool's schema
+  and contain the expected fragments (case and spaces ignored);
+* **tool questions** / **no-tool questions** - ``correct`` over each kind of question.
+
 ``format_table`` renders plain rows and columns (and ``shared.cli.print_json`` the same rows
 as JSON), so other evaluations - an agent evaluation, say - print the same way.
 """
@@ -19,17 +27,26 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from langchain_core.messages import AIMessage
 from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from pydantic import ValidationError
 
 from shared.datasets import read_jsonl
 from shared.errors import RoadmapError
 from shared.rag import is_korean, is_refusal, source_entries
+from shared.toolcalling import question_messages
 
 EVAL_FIELDS = ("id", "question", "gold_sources", "expected", "answerable")
 Column = tuple[str, str]  # (key in the row, heading)
 RAG_COLUMNS: list[Column] = [
     ("group", "group"), ("answerable", "answerable"), ("hit@k", "hit@k"), ("mrr", "MRR"),
     ("accuracy", "answer acc."), ("unanswerable", "unanswerable"), ("refusal_rate", "refusal rate"),
+]
+TOOL_EVAL_FIELDS = ("id", "question", "expected_tool")
+TOOL_COLUMNS: list[Column] = [
+    ("group", "group"), ("questions", "questions"), ("right_tool", "right tool"), ("correct", "correct"),
+    ("tool_correct", "tool questions"), ("no_tool_correct", "no-tool questions"),
 ]
 
 
@@ -134,6 +151,113 @@ def evaluate_rag(
         (lang, [r for r in results if r["lang"] == lang]) for lang in sorted({r["lang"] for r in results})
     ]
     return {"summary": [summarise(rows, name) for name, rows in groups], "results": results}
+
+
+def load_tool_set(path: Path, tool_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Read a tool-choice evaluation set: JSONL with ``id``, ``question``, ``expected_tool``
+    (a tool name, a list of acceptable names, or ``null`` when no tool is needed), and
+    optionally ``args`` (``{argument: [fragment, ...]}``; every fragment must appear, and
+    ``a|b`` accepts either) and ``split`` (``dev`` or ``test``; default ``dev``).
+
+    Raises:
+        RoadmapError: The file is missing, a line lacks a field, or names an unknown tool.
+    """
+    items = read_jsonl(path, required=TOOL_EVAL_FIELDS)
+    for item in items:
+        expected = item["expected_tool"]
+        item["expected_tool"] = [] if expected is None else [expected] if isinstance(expected, str) else list(expected)
+        unknown = [name for name in item["expected_tool"] if name not in tool_names]
+        if unknown:
+            raise RoadmapError(f"{path}: question {item['id']} expects unknown tool(s) {', '.join(unknown)}; "
+                               f"the tools are: {', '.join(tool_names)}")
+        item.setdefault("args", {})
+        item.setdefault("split", "dev")
+    return items
+
+
+def _squeeze(value: Any) -> str:
+    return re.sub(r"\s+", "", str(value)).lower()
+
+
+def usable_arguments(tool: BaseTool, args: dict[str, Any], fragments: dict[str, list[str]]) -> bool:
+    """Whether ``args`` validate against the tool's schema and contain the expected fragments.
+
+    Defaults count: a tool called without an optional argument is checked against its default.
+
+    Example:
+        >>> usable_arguments(calculator, {"expression": "1234 * 5678"}, {"expression": ["1234", "5678"]})
+        True
+    """
+    try:
+        values = tool.args_schema.model_validate(args).model_dump() if tool.args_schema else dict(args)
+    except (ValidationError, TypeError, AttributeError):
+        return False
+    return all(
+        any(option in _squeeze(values.get(name, "")) for option in _squeeze(fragment).split("|"))
+        for name, wanted in fragments.items()
+        for fragment in wanted
+    )
+
+
+def _share(flags: list[bool]) -> float | None:
+    return _mean([1.0 if flag else 0.0 for flag in flags])
+
+
+def evaluate_tool_choice(
+    items: list[dict[str, Any]],
+    decide: Runnable,
+    tools: Sequence[BaseTool],
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Ask every question once and score the model's first tool call (or its lack of one).
+
+    Args:
+        items: Questions from ``load_tool_set``.
+        decide: Messages -> ``AIMessage``: a model with the tools bound
+            (``model.bind_tools(tools)``); each question is sent with the step's system prompt.
+        tools: The bound tools (to validate the arguments against their schemas).
+        on_result: Called after each question with its result (for progress output).
+
+    Returns:
+        ``{"summary": [all, per-split rows], "results": [per question]}``.
+    """
+    by_name = {t.name: t for t in tools}
+    results = []
+    for item in items:
+        reply: AIMessage = decide.invoke(question_messages(item["question"]))
+        call = reply.tool_calls[0] if reply.tool_calls else None
+        expected = item["expected_tool"]
+        right_tool = (call["name"] in expected) if call else not expected
+        usable = right_tool and (call is None or usable_arguments(by_name[call["name"]], call["args"], item["args"]))
+        result = {
+            "id": item["id"],
+            "split": item["split"],
+            "question": item["question"],
+            "expected_tool": expected[0] if len(expected) == 1 else (expected or None),
+            "called": call["name"] if call else None,
+            "args": call["args"] if call else None,
+            "right_tool": right_tool,
+            "correct": usable,
+        }
+        results.append(result)
+        if on_result:
+            on_result(result)
+
+    def summary(group: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "group": group,
+            "questions": len(rows),
+            "right_tool": _share([r["right_tool"] for r in rows]),
+            "correct": _share([r["correct"] for r in rows]),
+            "tool_correct": _share([r["correct"] for r in rows if r["expected_tool"]]),
+            "no_tool_correct": _share([r["correct"] for r in rows if not r["expected_tool"]]),
+        }
+
+    splits = sorted({r["split"] for r in results})
+    return {
+        "summary": [summary("all", results)] + [summary(s, [r for r in results if r["split"] == s]) for s in splits],
+        "results": results,
+    }
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[Column]) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGenerationChunk
 from pydantic import ConfigDict, Field, PrivateAttr
 
@@ -178,13 +178,31 @@ def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool) -> str:
         props = (fn.get("parameters") or {}).get("properties", {})
         args = ", ".join(f"{name}: {spec.get('type', 'any')}" for name, spec in props.items())
         lines.append(f"- {fn['name']}({args}): {fn.get('description', '').strip()}")
+        lines.extend(f"    {name}: {spec['description']}" for name, spec in props.items() if spec.get("description"))
     lines.append("")
-    lines.append('To use a tool, reply with {"action": "<tool name>", "args": {...}}.')
+    lines.append("Decide what the last user message needs.")
+    lines.append(
+        'If one tool fits it, reply with {"action": "<tool name>", "args": {...}}, '
+        "taking the argument values from the message."
+    )
     if allow_answer:
         lines.append(
-            'If no tool is needed, or the tool results above already answer the question, reply with {"action": "answer"}.'
+            "If no tool fits (writing, translating, general knowledge), or the tool results above already "
+            'answer it, reply with {"action": "answer"}.'
         )
     return "\n".join(lines)
+
+
+def _example_turns(examples: Sequence[dict[str, Any]], names: Sequence[str]) -> list[BaseMessage]:
+    """Few-shot decisions as chat turns: the question, then the decision JSON as the reply."""
+    turns: list[BaseMessage] = []
+    for example in examples:
+        action = example.get("action", ANSWER_ACTION)
+        if action != ANSWER_ACTION and action not in names:
+            continue
+        reply = {"action": action} if action == ANSWER_ACTION else {"action": action, "args": example.get("args", {})}
+        turns += [HumanMessage(example["question"]), AIMessage(json.dumps(reply, ensure_ascii=False))]
+    return turns
 
 
 def _with_system_note(messages: Sequence[BaseMessage], note: str) -> list[BaseMessage]:
@@ -312,8 +330,18 @@ class LlamaCppChatModel(JsonSchemaChatModel):
             "usage": {"input_tokens": len(prompt), "output_tokens": produced, "total_tokens": len(prompt) + produced},
         }
 
-    def _decide(self, messages: Sequence[BaseMessage], tools: list[dict[str, Any]], tool_choice: Any) -> dict:
-        """Run the grammar-constrained decision; return the parsed JSON and token usage."""
+    def _decide(
+        self,
+        messages: Sequence[BaseMessage],
+        tools: list[dict[str, Any]],
+        tool_choice: Any,
+        examples: Sequence[dict[str, Any]] = (),
+    ) -> dict:
+        """Run the grammar-constrained decision; return the parsed JSON and token usage.
+
+        ``examples`` (``[{"question", "action", "args"}]``) are shown as earlier chat turns
+        answered with the decision JSON, right after the system prompt.
+        """
         names = [tool["function"]["name"] for tool in tools]
         if isinstance(tool_choice, str) and tool_choice in names:
             tools = [tool for tool in tools if tool["function"]["name"] == tool_choice]
@@ -324,7 +352,9 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         if tool_choice == "none":
             return {"decision": {"action": ANSWER_ACTION}, "usage": None}
         schema = _decision_schema(tools, allow_answer, max_string=400)
-        prompt = self._prompt_tokens(_with_system_note(messages, _decision_prompt(tools, allow_answer)), DECISION_MAX_TOKENS)
+        noted = _with_system_note(messages, _decision_prompt(tools, allow_answer))
+        turns = _example_turns(examples, [tool["function"]["name"] for tool in tools])
+        prompt = self._prompt_tokens([noted[0], *turns, *noted[1:]], DECISION_MAX_TOKENS)
         text, stats = "", {}
         for piece, info in self._complete(
             prompt, max_tokens=DECISION_MAX_TOKENS, stop=None, grammar=_grammar(json.dumps(schema)), temperature=0.0
@@ -350,7 +380,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         decision_usage = None
         tools = kwargs.get("tools")
         if tools:
-            outcome = self._decide(messages, tools, kwargs.get("tool_choice"))
+            outcome = self._decide(messages, tools, kwargs.get("tool_choice"), kwargs.get("tool_examples") or ())
             decision, decision_usage = outcome["decision"], outcome["usage"]
             if decision.get("action") != ANSWER_ACTION:
                 call_id = f"call_{uuid.uuid4().hex[:12]}"

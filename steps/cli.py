@@ -212,6 +212,36 @@ def cmd_threads(args) -> int:
     return 0
 
 
+def cmd_eval_tools(args) -> int:
+    from shared.evaluation import TOOL_COLUMNS, evaluate_tool_choice, format_table, load_tool_set
+    from shared.models import get_chat_model
+    from shared.tools import TOOL_EXAMPLES, TOOL_NAMES, build_tools
+
+    items = load_tool_set(args.set, TOOL_NAMES)
+    spec = args.suite_model or args.model
+    # Only the decision is measured: the tools are bound, never run, so the knowledge base
+    # behind search_docs is not even opened, and a direct answer is cut after one token.
+    tools = build_tools()
+    examples = TOOL_EXAMPLES if args.examples else None
+    decide = get_chat_model(spec, temperature=0.0, max_tokens=1).bind_tools(tools, tool_examples=examples)
+
+    def show(result: dict) -> None:
+        if not args.json:
+            mark = "ok" if result["correct"] else ("bad args" if result["right_tool"] else "wrong")
+            print(f"{result['id']:<8} {result['split']:<5} {mark:<8} {result['called'] or '-':<13} {result['question']}",
+                  flush=True)
+
+    report = evaluate_tool_choice(items, decide, tools, on_result=show)
+    if args.json:
+        settings = {"set": str(args.set), "model": spec or "default", "examples": args.examples}
+        print_json({"eval": "tools", "settings": settings, **report})
+        return 0
+    print(f"\ntools eval: {len(items)} questions, model {spec or 'default'}, "
+          + ("with" if args.examples else "without") + " few-shot examples")
+    print(format_table(report["summary"], TOOL_COLUMNS))
+    return 0
+
+
 def doctor_report(model_spec: str | None) -> dict:
     """Collect what ``roadmap doctor`` shows: model choice, files, versions, problems and fixes."""
     from shared.models import EMBEDDINGS_ENV, choose
@@ -319,7 +349,7 @@ def parse_args(argv: list[str] | None):
     ask.add_argument("--json", action="store_true", help='print {"answer", "sources"} as JSON')
     ask.set_defaults(handler=cmd_ask)
 
-    evaluate = commands.add_parser("eval", help="measure a pipeline on a question set (eval rag)")
+    evaluate = commands.add_parser("eval", help="measure a pipeline on a question set (eval rag, eval tools)")
     suites = evaluate.add_subparsers(dest="suite", metavar="SUITE", required=True)
     rag = suites.add_parser("rag", help="retrieval hit@k and MRR, answer accuracy, refusal rate")
     add_docs_options(rag)
@@ -327,6 +357,13 @@ def parse_args(argv: list[str] | None):
     rag.add_argument("--retrieval-only", action="store_true", help="measure retrieval only; no chat model")
     rag.add_argument("--json", action="store_true", help="print one JSON object")
     rag.set_defaults(handler=cmd_eval_rag)
+    tools = suites.add_parser("tools", help="how often the model calls the right tool with usable arguments (step 5)")
+    tools.add_argument("--set", type=Path, default=DATA_DIR / "eval" / "tools.jsonl",
+                       help="JSONL question set (default: data/eval/tools.jsonl)")
+    tools.add_argument("--model", dest="suite_model", help="chat model spec (default: roadmap's --model, $ROADMAP_MODEL, else local)")
+    tools.add_argument("--examples", action="store_true", help="show the model few-shot decisions (shared/tools.py)")
+    tools.add_argument("--json", action="store_true", help="print one JSON object")
+    tools.set_defaults(handler=cmd_eval_tools)
 
     db_help = "memory database file (default: $ROADMAP_MEMORY_DB, else memory.sqlite in the cache)"
     chat = commands.add_parser("chat", help="chat with memory: a REPL, or one turn with --message (step 4)")

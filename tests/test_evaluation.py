@@ -90,3 +90,30 @@ def test_project_eval_set_meets_the_brief():
     assert sum(i["lang"] == "ko" for i in items) >= 15
     assert len({i["id"] for i in items}) == len(items)
     assert all(set(i["gold_sources"]) <= corpus for i in items)
+
+
+# ---- tool choice ------------------------------------------------------------------------------
+
+def test_usable_arguments_validate_the_schema_and_match_fragments():
+    from shared.evaluation import usable_arguments
+    from shared.tools import current_time, unit_convert
+
+    wanted = {"value": ["26.2"], "from_unit": ["mi"], "to_unit": ["km|kilomet"]}
+    assert usable_arguments(unit_convert, {"value": 26.2, "from_unit": "Miles", "to_unit": "kilometres"}, wanted)
+    assert not usable_arguments(unit_convert, {"value": "many", "from_unit": "mi", "to_unit": "km"}, wanted)
+    assert not usable_arguments(unit_convert, {"value": 26.2, "from_unit": "mi", "to_unit": "m"}, wanted)
+    # A default counts as the argument the model left out.
+    assert usable_arguments(current_time, {}, {"timezone": ["utc"]})
+
+
+def test_tool_set_in_data_covers_every_tool_and_no_tool_questions_in_both_splits():
+    from shared.datasets import DATA_DIR
+    from shared.evaluation import load_tool_set
+    from shared.tools import TOOL_NAMES
+
+    items = load_tool_set(DATA_DIR / "eval" / "tools.jsonl", TOOL_NAMES)
+    assert len(items) >= 30 and len({i["id"] for i in items}) == len(items)
+    for split in ("dev", "test"):
+        chosen = [i for i in items if i["split"] == split]
+        assert {n for i in chosen for n in i["expected_tool"]} == set(TOOL_NAMES)
+        assert sum(1 for i in chosen if not i["expected_tool"]) >= 4

@@ -11,7 +11,14 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from shared.llamacpp import ContextOverflowError, _decision_schema, _to_chat_dicts, _with_system_note
+from shared.llamacpp import (
+    ContextOverflowError,
+    _decision_prompt,
+    _decision_schema,
+    _example_turns,
+    _to_chat_dicts,
+    _with_system_note,
+)
 
 
 @tool
@@ -53,6 +60,29 @@ def test_messages_become_template_dicts_with_tool_calls():
     assert [d["role"] for d in dicts] == ["system", "user", "assistant", "tool"]
     # Note: the chat template serialises the arguments itself, so they stay a dict.
     assert dicts[2]["tool_calls"][0]["function"]["arguments"] == {"expression": "2+2"}
+
+
+def test_decision_prompt_lists_tools_and_argument_descriptions():
+    from shared.tools import unit_convert
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    prompt = _decision_prompt([convert_to_openai_tool(unit_convert)], allow_answer=True)
+    assert "- unit_convert(value: number, from_unit: string, to_unit: string): Convert" in prompt
+    assert "    to_unit: The unit wanted." in prompt
+    assert prompt.endswith('reply with {"action": "answer"}.')
+
+
+def test_few_shot_examples_become_chat_turns_for_bound_tools_only():
+    examples = [
+        {"question": "6 times 7?", "action": "calculator", "args": {"expression": "6 * 7"}},
+        {"question": "Weather?", "action": "weather", "args": {}},
+        {"question": "A poem?", "action": "answer"},
+    ]
+    turns = _example_turns(examples, ["calculator"])
+    assert [(m.type, m.text) for m in turns] == [
+        ("human", "6 times 7?"), ("ai", '{"action": "calculator", "args": {"expression": "6 * 7"}}'),
+        ("human", "A poem?"), ("ai", '{"action": "answer"}'),
+    ]
 
 
 def test_system_note_is_appended_or_added():

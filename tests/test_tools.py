@@ -1,0 +1,198 @@
+"""The five tools, their helpers, the shop database and one round of tool calling (unit)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from langchain_core.documents import Document
+from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.runnables import RunnableLambda
+
+from shared.calculator import CalculatorError, evaluate, format_number
+from shared.shopdb import SHOP_DB, SHOP_SQL, QueryError, build_shop_db, dump, run_query
+from shared.toolcalling import answer_with_tools, run_tool_calls
+from shared.tools import (
+    TOOL_NAMES,
+    build_tools,
+    calculator,
+    convert,
+    current_time,
+    describe_time,
+    make_search_docs,
+    sql_query,
+    unit_convert,
+    unit_key,
+)
+
+
+def call(tool, args, call_id="c1"):
+    """Invoke a tool the way a model's tool call does; return the ToolMessage."""
+    return tool.invoke({"name": tool.name, "args": args, "id": call_id, "type": "tool_call"})
+
+
+# ---- calculator ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "expression, value",
+    [("1234 * 5678", 7006652), ("(45 + 37) * 12 - 100", 884), ("2 ** 20", 1048576), ("sqrt(1764)", 42.0),
+     ("7 // 2 + 7 % 2", 4), ("-3 + +5", 2), ("round(2 / 3, 3)", 0.667), ("max(3, 9, 4)", 9)],
+)
+def test_calculator_evaluates_arithmetic(expression, value):
+    assert evaluate(expression) == value
+
+
+@pytest.mark.parametrize(
+    "expression, reason",
+    [("__import__('os')", "only these functions"), ("(1).real", "Attribute is not allowed"),
+     ("x + 1", "unknown name 'x'"), ("2 ^ 10", "write ** for powers"), ("89,000 * 2", "thousands separators"),
+     ("1 / 0", "division by zero"), ("9 ** 9 ** 9", "exponents are limited"), ("10 ** 400", "more than 300 digits"),
+     ("", "empty"), ("1 +", "not an arithmetic expression"), ("'a' * 3", "Constant is not allowed"),
+     ("sqrt(-1)", "math error"), ("(-8) ** 0.5", "no real result"), ("1e308 * 10", "too large"),
+     ("True + 1", "Constant is not allowed"), ("round(1.5, 10 ** 9)", "at most 300 digits")],
+)
+def test_calculator_rejects_with_a_clear_reason(expression, reason):
+    with pytest.raises(CalculatorError, match=reason.replace("(", r"\(").replace("*", r"\*")):
+        evaluate(expression)
+
+
+def test_calculator_tool_reports_result_or_error_and_never_raises():
+    assert calculator.invoke({"expression": "1234 * 5678"}) == "1234 * 5678 = 7006652"
+    assert format_number(0.1 + 0.2) == "0.3"
+    failed = call(calculator, {"expression": "open('x')"})
+    assert failed.status == "error" and failed.content.startswith("error: only these functions")
+
+
+@pytest.mark.parametrize(
+    "tool, args, named",
+    [(calculator, {"expression": 1234}, "expression"), (unit_convert, {"value": "ten", "from_unit": "km", "to_unit": "mi"}, "value"),
+     (unit_convert, {"value": 1.0, "from_unit": "km"}, "to_unit"), (sql_query, {"query": ["SELECT 1"]}, "query"),
+     (current_time, {"timezone": {"city": "Seoul"}}, "timezone"), (calculator, {"expression": "1+" * 150}, "expression")],
+)
+def test_wrong_argument_types_come_back_to_the_model_as_an_error_message(tool, args, named):
+    message = call(tool, args)
+    assert isinstance(message, ToolMessage) and message.status == "error" and message.tool_call_id == "c1"
+    assert message.content.startswith("error: invalid arguments (") and named in message.content
+    assert "call the tool again" in message.content
+
+
+# ---- current_time and unit_convert ---------------------------------------------------------
+
+def test_describe_time_in_a_zone_and_by_bare_city():
+    noon_utc = datetime(2026, 11, 28, 3, 0, tzinfo=ZoneInfo("UTC"))
+    assert describe_time("Asia/Seoul", noon_utc) == "Saturday 2026-11-28 12:00:00 KST (Asia/Seoul, UTC+09:00)"
+    assert "(America/New_York, UTC-05:00)" in describe_time("new york", noon_utc)
+    assert current_time.invoke({}).endswith("(UTC, UTC+00:00)")
+
+
+def test_unknown_time_zone_explains_how_to_write_one():
+    message = call(current_time, {"timezone": "Mars/Olympus"})
+    assert message.status == "error" and "Asia/Seoul" in message.content and "Area/City" in message.content
+
+
+@pytest.mark.parametrize(
+    "value, source, target, expected",
+    [(26.2, "miles", "km", 42.1648), (180, "lbs", "kilograms", 81.6466), (350, "°F", "celsius", 176.6667),
+     (5, "gallons", "litres", 18.9271), (6, "feet", "cm", 182.88), (250, "g", "oz", 8.8185), (0, "K", "C", -273.15),
+     (2, "cups", "ml", 473.1765), (5, "US gallons", "l", 18.9271)],
+)
+def test_unit_conversions(value, source, target, expected):
+    assert round(convert(value, source, target), 4) == expected
+
+
+def test_unit_convert_tool_and_its_errors():
+    assert unit_convert.invoke({"value": 10, "from_unit": "miles", "to_unit": "km"}) == "10 miles = 16.09344 km"
+    assert "cannot convert mass (kg) to length (km)" in call(unit_convert, {"value": 1, "from_unit": "kg", "to_unit": "km"}).content
+    assert "unknown unit 'parsec'" in call(unit_convert, {"value": 1, "from_unit": "parsec", "to_unit": "km"}).content
+    assert "below absolute zero" in call(unit_convert, {"value": -500, "from_unit": "C", "to_unit": "F"}).content
+    assert unit_key("fl oz") == "floz" and unit_key("Kilometres") == "km"
+
+
+# ---- sql_query and the shop database ------------------------------------------------------
+
+def test_shipped_database_matches_its_sql_source(tmp_path):
+    assert dump(SHOP_DB) == dump(build_shop_db(SHOP_SQL, tmp_path / "shop.db"))
+
+
+def test_sql_query_reads_rows_as_a_table():
+    text = sql_query.invoke({"query": "SELECT model, stock FROM products WHERE stock = 0;"})
+    assert text == "model | stock\nML-8 | 0\n(1 row)"
+    assert run_query("SELECT name FROM customers WHERE name LIKE '%;%'").rows == []
+
+
+@pytest.mark.parametrize(
+    "query, reason",
+    [("DELETE FROM orders", "not DELETE"), ("UPDATE products SET stock = 0", "not UPDATE"),
+     ("DROP TABLE products", "not DROP"), ("SELECT 1; DROP TABLE products", "only one statement"),
+     ("ATTACH DATABASE 'x.db' AS x", "not ATTACH"), ("PRAGMA writable_schema = 1", "not PRAGMA"),
+     ("WITH x AS (SELECT 1) DELETE FROM orders", "only reading tables is allowed"),
+     ("SELECT * FROM refunds", "no such table: refunds"), ("", "empty"), ("SELECT 1 \x00", "NUL character")],
+)
+def test_sql_that_writes_or_is_invalid_is_refused_and_the_file_is_untouched(query, reason):
+    before = hashlib.sha256(SHOP_DB.read_bytes()).hexdigest()
+    message = call(sql_query, {"query": query})
+    assert message.status == "error" and reason in message.content
+    assert hashlib.sha256(SHOP_DB.read_bytes()).hexdigest() == before
+
+
+def test_sql_row_and_time_limits(tmp_path):
+    result = run_query("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n LIMIT 500) SELECT x FROM n", max_rows=50)
+    assert len(result.rows) == 50 and result.truncated and "more rows were left out" in result.as_text()
+    with pytest.raises(QueryError, match="ran longer than 0.2 s"):
+        run_query("WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n", timeout_s=0.2)
+    with pytest.raises(QueryError, match="is missing"):
+        run_query("SELECT 1", db=tmp_path / "gone.db")
+
+
+# ---- search_docs --------------------------------------------------------------------------
+
+def test_search_docs_returns_numbered_cited_snippets():
+    found = [Document("The Glow lamp has a 36-month warranty.", metadata={"source": "lamp.md"}),
+             Document("Price list " + "x" * 600, metadata={"source": "prices.pdf", "page": 2})]
+    queries = []
+    search = make_search_docs(RunnableLambda(lambda q: queries.append(q) or found))
+    text = search.invoke({"query": "lamp warranty"})
+    assert queries == ["lamp warranty"]
+    assert text.startswith("[1] lamp.md: The Glow lamp has a 36-month warranty.\n[2] prices.pdf (page 2): Price list")
+    assert text.endswith("...")
+    assert "no passages matched" in make_search_docs(RunnableLambda(lambda q: [])).invoke({"query": "robots"})
+    assert call(search, {"query": "  "}).status == "error"
+
+
+def test_build_tools_names_and_descriptions_say_what_not_to_use_them_for():
+    tools = build_tools(RunnableLambda(lambda q: []))
+    assert [t.name for t in tools] == list(TOOL_NAMES)
+    for tool in tools:
+        assert "Not for" in tool.description and "Args:" not in tool.description
+
+
+# ---- one round of tool calling ------------------------------------------------------------
+
+def test_run_tool_calls_pairs_results_with_calls_and_reports_unknown_tools():
+    reply = AIMessage("", tool_calls=[
+        {"name": "calculator", "args": {"expression": "6 * 7"}, "id": "a"},
+        {"name": "weather", "args": {}, "id": "b"},
+    ])
+    first, second = run_tool_calls(reply, [calculator])
+    assert (first.tool_call_id, first.content, first.status) == ("a", "6 * 7 = 42", "success")
+    assert second.tool_call_id == "b" and second.status == "error" and "no tool named 'weather'" in second.content
+
+
+def test_answer_with_tools_sends_tool_messages_back_to_the_model(scripted):
+    model = scripted([
+        AIMessage("", tool_calls=[{"name": "calculator", "args": {"expression": "1234 * 5678"}, "id": "c7"}]),
+        "1234 times 5678 is 7006652.",
+    ])
+    stages = []
+    result = answer_with_tools(model, [calculator], "What is 1234 * 5678?", on_stage=lambda s, m: stages.append(s))
+    assert result["tool_calls"] == [{"name": "calculator", "args": {"expression": "1234 * 5678"}, "id": "c7"}]
+    assert result["tool_results"] == [{"name": "calculator", "content": "1234 * 5678 = 7006652", "status": "success"}]
+    assert result["answer"] == "1234 times 5678 is 7006652."
+    assert stages == ["tool_calls", "tool_results"]
+    assert [t["function"]["name"] for t in model.received_kwargs[0]["tools"]] == ["calculator"]
+    sent = model.received[1]
+    assert [m.type for m in sent] == ["system", "human", "ai", "tool"]
+    assert sent[-1].tool_call_id == "c7" and sent[-1].content == "1234 * 5678 = 7006652"
+    assert "tools" not in model.received_kwargs[1]
