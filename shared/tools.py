@@ -108,8 +108,8 @@ def convert(value: float, from_unit: str, to_unit: str) -> float:
         return value * factor / target_factor
     if value < _ABSOLUTE_ZERO[source]:
         raise ValueError(f"{value:g} {from_unit} is below absolute zero")
-    kelvin = {"c": value + 273.15, "f": (value + 459.67) * 5 / 9, "k": value}[source]
-    return {"c": kelvin - 273.15, "f": kelvin * 9 / 5 - 459.67, "k": kelvin}[target]
+    celsius = {"c": value, "f": (value - 32) * 5 / 9, "k": value - 273.15}[source]
+    return {"c": celsius, "f": celsius * 9 / 5 + 32, "k": celsius + 273.15}[target]
 
 
 def find_zone(name: str) -> ZoneInfo:
@@ -127,7 +127,7 @@ def find_zone(name: str) -> ZoneInfo:
         return ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError, OSError):
         matches = [zone for zone in _zone_names() if zone.lower().endswith("/" + text.lower())]
-        if text and len(matches) >= 1:
+        if text and matches:
             return ZoneInfo(sorted(matches)[0])
     raise ValueError(f"unknown time zone {name!r}; write an IANA name as Area/City, like Asia/Seoul or Europe/Berlin, or UTC")
 
