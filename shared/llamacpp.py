@@ -17,6 +17,7 @@ lock, so several threads can share one chat model safely: their requests queue.
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import json
 import os
@@ -85,6 +86,9 @@ def _load_engine(path: Path, n_ctx: int, n_threads: int | None) -> _Engine:
             )
         except ValueError as exc:
             raise RoadmapError(f"llama.cpp could not load {path}: {exc}; is it a complete GGUF file?") from None
+        # Note: free the model before the interpreter tears its modules down; left to the
+        # garbage collector at exit, llama-cpp-python prints an ignored TypeError.
+        atexit.register(llm.close)
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise RoadmapError(f"{path.name} has no chat template in its metadata; use an instruct/chat GGUF")
