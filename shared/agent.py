@@ -226,7 +226,7 @@ class EventPrinter:
             self.out.write(f"  -> {event['tool']}({args})\n")
         elif event["type"] == "tool_result":
             text = " ".join(event["result"].split())
-            text = text if len(text) <= self.width else text[: self.width] + " ..."
+            text = text if len(text) <= self.width else text[: self.width].rstrip() + " ..."
             self.out.write(f"  <- {'error: ' if event['status'] == 'error' and not text.startswith('error') else ''}{text}\n")
         else:
             if not self.answering:

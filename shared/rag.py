@@ -31,6 +31,9 @@ from shared.errors import RoadmapError
 
 REFUSAL = "I don't know based on the documents."
 REFUSAL_KO = "문서에서 답을 찾을 수 없습니다."
+# A question longer than this is almost surely pasted text; it would also crowd the context
+# window that the retrieved passages need.
+MAX_QUESTION_CHARS = 4000
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 RAG_PROMPT = ChatPromptTemplate.from_messages(
@@ -86,11 +89,16 @@ def check_question(question: str) -> str:
     """Return the question stripped of surrounding blanks.
 
     Raises:
-        RoadmapError: The question is empty.
+        RoadmapError: The question is empty, or longer than ``MAX_QUESTION_CHARS``.
     """
     question = (question or "").strip()
     if not question:
         raise RoadmapError('the question is empty; ask something, e.g. roadmap ask "How long is the lamp\'s warranty?"')
+    if len(question) > MAX_QUESTION_CHARS:
+        raise RoadmapError(
+            f"the question is {len(question):,} characters, over the limit of {MAX_QUESTION_CHARS:,}; "
+            "ask it in fewer words, or put long text in a document under --docs"
+        )
     return question
 
 

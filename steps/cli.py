@@ -248,6 +248,8 @@ def cmd_agent(args) -> int:
 
     # Check the input before loading anything heavy: a typo should cost nothing.
     question = check_question(args.question)
+    if args.max_tool_calls < 1:
+        raise RoadmapError(f"the tool-call limit must be at least 1, not {args.max_tool_calls}")
     from shared.agent import EventPrinter, build_agent, run_agent
     from shared.memory import open_memory
     from shared.models import get_chat_model
