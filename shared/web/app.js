@@ -1,7 +1,7 @@
 // The chat page of `roadmap serve`. No framework and no build step: the DOM, fetch, and a
 // small reader for the server-sent events of POST /api/chat.
 // Note: model output and document text are untrusted, so they only ever go into textContent;
-// nothing here uses innerHTML, and the page's Content-Security-Policy forbids inline scripts.
+// no text is ever parsed as HTML, and the page's Content-Security-Policy forbids inline scripts.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
