@@ -106,6 +106,23 @@ def tiny_docs(tmp_path) -> Path:
     return root
 
 
+class PacedChatModel(ScriptedChatModel):
+    """The scripted fake, streaming one piece every ``delay`` seconds like a real model on a slow CPU."""
+
+    delay: float = 0.05
+
+    def _stream(self, *args, **kwargs):
+        for chunk in super()._stream(*args, **kwargs):
+            time.sleep(self.delay)
+            yield chunk
+
+
+@pytest.fixture
+def paced_model():
+    """Make a scripted fake that streams slowly: ``paced_model(["one two three"], delay=0.1)``."""
+    return lambda responses, delay=0.05: PacedChatModel(responses=list(responses), delay=delay)
+
+
 @pytest.fixture
 def live_server(request, tmp_path, tiny_docs):
     """Serve the chat page of ``roadmap serve`` over a model, on a free loopback port, in a thread.

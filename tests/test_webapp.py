@@ -19,17 +19,6 @@ from shared.memory import open_memory
 from shared.webapp import MAX_BODY_BYTES, MAX_MESSAGE_CHARS, WEB_DIR, Backend, create_app, socket_for, sse, trusted_hosts
 
 
-class SlowModel(ScriptedChatModel):
-    """The scripted fake, streaming one word every ``delay`` seconds."""
-
-    delay: float = 0.05
-
-    def _stream(self, *args, **kwargs):
-        for chunk in super()._stream(*args, **kwargs):
-            time.sleep(self.delay)
-            yield chunk
-
-
 @pytest.fixture
 def client_for(tmp_path, tiny_docs):
     """A TestClient over a fresh backend (tiny corpus, fake embeddings); call it with the model."""
@@ -239,8 +228,8 @@ def test_a_full_queue_answers_503(live_server, monkeypatch):
         assert events(client.post("/api/chat", json={"message": "three"}).text)[-1][0] == "done"
 
 
-def test_a_client_that_leaves_mid_answer_breaks_nothing(live_server):
-    model = SlowModel(responses=["one two three four five six seven eight", "next answer"])
+def test_a_client_that_leaves_mid_answer_breaks_nothing(live_server, paced_model):
+    model = paced_model(["one two three four five six seven eight", "next answer"])
     url, backend = live_server(model)
     with httpx.Client(base_url=url, timeout=60) as client:
         with client.stream("POST", "/api/chat", json={"message": "tell me a lot"}) as response:
