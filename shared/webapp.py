@@ -208,19 +208,27 @@ class Backend:
         return {"thread": job.thread, "mode": job.mode, "answer": result["answer"], "question": result["question"],
                 "sources": sources, "steps": [], "turns": result["turns"]}
 
-    def _run(self, job: Job) -> None:
+    def _outcome(self, job: Job) -> tuple[str, dict[str, Any]] | None:
+        """The job's last event - ``done`` or ``error`` - or ``None`` when its client has left."""
+        if job.left.is_set():
+            return None
         try:
-            if job.left.is_set():
-                return
-            job.emit("done", self.answer(job))
+            return "done", self.answer(job)
         except RoadmapError as exc:
-            job.emit("error", {"error": str(exc)})
+            return "error", {"error": str(exc)}
         except Exception:
             log.exception("the %s request on thread %r failed", job.mode, job.thread)
-            job.emit("error", {"error": "internal error while answering; the server's log has the details"})
+            return "error", {"error": "internal error while answering; the server's log has the details"}
+
+    def _run(self, job: Job) -> None:
+        try:
+            outcome = self._outcome(job)
         finally:
+            # Free the job's place before its client hears the end, so it can ask again at once.
             with self._pending_lock:
                 self._pending -= 1
+        if outcome is not None:
+            job.emit(*outcome)
 
     def submit(self, job: Job) -> None:
         """Queue a job for the worker thread.
@@ -339,7 +347,8 @@ def create_app(backend: Backend, allowed_hosts: list[str] | None = None) -> Star
         else:
             message = f"{exc.detail}: {request.method} {request.url.path}"
             if exc.status_code == 405 and exc.headers:
-                message += f"; use {exc.headers.get('Allow', 'another method')}"
+                allowed = sorted(method for method in exc.headers["Allow"].split(", ") if method != "HEAD")
+                message += f"; use {' or '.join(allowed)}"
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
