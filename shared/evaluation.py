@@ -16,6 +16,16 @@ For tool calling (``evaluate_tool_choice``), per split (``dev``/``test``) and ov
   and contain the expected fragments (case and spaces ignored);
 * **tool questions** / **no-tool questions** - ``correct`` over each kind of question.
 
+For the agent (``evaluate_agent``), per split and per kind of question (no tool, one tool,
+two tools), each question run through the whole agent loop:
+
+* **right tools** - the agent called exactly the expected tools (in any order, one call
+  repeated at most), or rightly none;
+* **valid args** - share of tool calls whose arguments validate against the tool's schema;
+* **answer** - the final answer contains every expected fragment (case, spaces and thousands
+  separators ignored; ``a|b`` accepts either);
+* **model calls** - mean model calls per question.
+
 ``format_table`` renders plain rows and columns (and ``shared.cli.print_json`` the same rows
 as JSON), so other evaluations - an agent evaluation, say - print the same way.
 """
@@ -26,6 +36,8 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from datetime import datetime, timezone
 
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import Runnable
@@ -48,6 +60,13 @@ TOOL_COLUMNS: list[Column] = [
     ("group", "group"), ("questions", "questions"), ("right_tool", "right tool"), ("correct", "correct"),
     ("tool_correct", "tool questions"), ("no_tool_correct", "no-tool questions"),
 ]
+AGENT_EVAL_FIELDS = ("id", "question", "expected_tools", "answer")
+AGENT_COLUMNS: list[Column] = [
+    ("group", "group"), ("questions", "questions"), ("right_tools", "right tools"), ("valid_args", "valid args"),
+    ("answer", "answer"), ("model_calls", "model calls"),
+]
+# The agent set's answers about the time were computed for this moment (a Saturday).
+EVAL_CLOCK = datetime(2026, 11, 28, 9, 30, tzinfo=timezone.utc)
 
 
 def load_rag_set(path: Path) -> list[dict[str, Any]]:
@@ -277,3 +296,97 @@ def format_table(rows: list[dict[str, Any]], columns: list[Column]) -> str:
     table = [[heading for _, heading in columns]] + [[cell(row.get(key)) for key, _ in columns] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     return "\n".join("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip() for line in table)
+
+
+def load_agent_set(path: Path, tool_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Read an agent evaluation set: JSONL with ``id``, ``question``, ``expected_tools`` (the
+    tools a good run calls, ``[]`` for none), ``answer`` (fragments the final answer must
+    contain; ``a|b`` accepts either) and optionally ``split`` (``dev``/``test``; default ``dev``).
+
+    Raises:
+        RoadmapError: The file is missing, a line lacks a field, or names an unknown tool.
+    """
+    items = read_jsonl(path, required=AGENT_EVAL_FIELDS)
+    for item in items:
+        unknown = [name for name in item["expected_tools"] if name not in tool_names]
+        if unknown:
+            raise RoadmapError(f"{path}: question {item['id']} expects unknown tool(s) {', '.join(unknown)}; "
+                               f"the tools are: {', '.join(tool_names)}")
+        item.setdefault("split", "dev")
+    return items
+
+
+def _plain(text: str) -> str:
+    """Lower case, no spaces, no thousands separators: ``"387,000 won"`` -> ``"387000won"``."""
+    return re.sub(r"(?<=\d),(?=\d{3})", "", re.sub(r"\s+", "", str(text))).lower()
+
+
+def answer_holds(answer: str, fragments: Sequence[str]) -> bool:
+    """Whether ``answer`` contains every fragment (``a|b``: either); no fragments: any answer.
+
+    Example:
+        >>> answer_holds("Three fans cost 387,000 won.", ["387000"]), answer_holds("", [])
+        (True, False)
+    """
+    plain = _plain(answer)
+    return bool(plain) and all(any(_plain(option) in plain for option in f.split("|")) for f in fragments)
+
+
+def evaluate_agent(
+    items: list[dict[str, Any]],
+    ask: Callable[[str], dict[str, Any]],
+    tools: Sequence[BaseTool],
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run every question through the agent and score its tools, arguments and answer.
+
+    Args:
+        items: Questions from ``load_agent_set``.
+        ask: Question -> ``{"answer", "steps": [{"tool", "args", "result"}], "model_calls"}``
+            (``shared.agent.run_agent`` on a fresh agent).
+        tools: The agent's tools (to validate the arguments against their schemas).
+        on_result: Called after each question with its result (for progress output).
+
+    Returns:
+        ``{"summary": [all, per-split and per-kind rows], "results": [per question]}``.
+    """
+    by_name = {t.name: t for t in tools}
+    results = []
+    for item in items:
+        run = ask(item["question"])
+        called = [step["tool"] for step in run["steps"]]
+        valid = [step["tool"] in by_name and usable_arguments(by_name[step["tool"]], step["args"], {})
+                 for step in run["steps"]]
+        expected = item["expected_tools"]
+        result = {
+            "id": item["id"],
+            "split": item["split"],
+            "kind": {0: "no tool", 1: "one tool"}.get(len(expected), "two tools"),
+            "question": item["question"],
+            "expected_tools": expected,
+            "called": called,
+            # One retry is fine (a query that matched nothing, asked again); a loop is not.
+            "right_tools": set(called) == set(expected) and len(called) <= len(expected) + 1,
+            "valid_args": valid,
+            "answer": run["answer"],
+            "answer_ok": answer_holds(run["answer"], item["answer"]),
+            "model_calls": run["model_calls"],
+        }
+        results.append(result)
+        if on_result:
+            on_result(result)
+
+    def summary(group: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "group": group,
+            "questions": len(rows),
+            "right_tools": _share([r["right_tools"] for r in rows]),
+            "valid_args": _share([flag for r in rows for flag in r["valid_args"]]),
+            "answer": _share([r["answer_ok"] for r in rows]),
+            "model_calls": _mean([float(r["model_calls"]) for r in rows]),
+        }
+
+    groups = [("all", results)]
+    groups += [(s, [r for r in results if r["split"] == s]) for s in sorted({r["split"] for r in results})]
+    groups += [(k, [r for r in results if r["kind"] == k]) for k in ("no tool", "one tool", "two tools")]
+    return {"summary": [summary(name, rows) for name, rows in groups if rows], "results": results}

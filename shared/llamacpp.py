@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.outputs import ChatGenerationChunk
 from pydantic import ConfigDict, Field, PrivateAttr
 
@@ -175,7 +175,17 @@ def _decision_schema(tools: list[dict[str, Any]], allow_answer: bool, max_string
     return {"anyOf": options} if len(options) > 1 else options[0]
 
 
-def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool) -> str:
+def _has_tool_results(messages: Sequence[BaseMessage]) -> bool:
+    """Whether tools already answered since the last user message (a later round of a loop)."""
+    for message in reversed(messages):
+        if message.type == "tool":
+            return True
+        if message.type == "human":
+            return False
+    return False
+
+
+def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool, follow_up: bool = False) -> str:
     lines = ["You can use these tools:"]
     for tool in tools:
         fn = tool["function"]
@@ -185,6 +195,16 @@ def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool) -> str:
         lines.extend(f"    {name}: {spec['description']}" for name, spec in props.items() if spec.get("description"))
     lines.append("")
     lines.append("Decide what the last user message needs.")
+    if follow_up and allow_answer:
+        # Note: in an agent's later rounds the usual mistakes are calling the same tool again,
+        # or answering before a figure that was looked up has been computed with.
+        lines.append(
+            'Tool results for it are above. If they answer it, reply with {"action": "answer"}. '
+            "If it still needs a step they do not give - most often a calculation on a figure they "
+            'contain - reply with {"action": "<tool name>", "args": {...}} for that step, taking the '
+            "values from the results. Never repeat a call that was already made."
+        )
+        return "\n".join(lines)
     lines.append(
         'If one tool fits it, reply with {"action": "<tool name>", "args": {...}}, '
         "taking the argument values from the message."
@@ -197,16 +217,39 @@ def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool) -> str:
     return "\n".join(lines)
 
 
+def _decision_text(action: str, args: dict[str, Any] | None = None) -> str:
+    reply = {"action": action} if action == ANSWER_ACTION else {"action": action, "args": args or {}}
+    return json.dumps(reply, ensure_ascii=False)
+
+
 def _example_turns(examples: Sequence[dict[str, Any]], names: Sequence[str]) -> list[BaseMessage]:
-    """Few-shot decisions as chat turns: the question, then the decision JSON as the reply."""
+    """Few-shot decisions as chat turns: the question, then the decision JSON as the reply.
+
+    An example with a ``result`` (what the tool returned) and a ``next`` decision
+    (``{"action", "args"}``) shows a second round: the result as a tool turn, then the next
+    decision - how to chain a second tool, or stop and answer.
+    """
     turns: list[BaseMessage] = []
     for example in examples:
-        action = example.get("action", ANSWER_ACTION)
-        if action != ANSWER_ACTION and action not in names:
+        steps = [example] + ([example["next"]] if "result" in example and "next" in example else [])
+        actions = [step.get("action", ANSWER_ACTION) for step in steps]
+        if any(action != ANSWER_ACTION and action not in names for action in actions):
             continue
-        reply = {"action": action} if action == ANSWER_ACTION else {"action": action, "args": example.get("args", {})}
-        turns += [HumanMessage(example["question"]), AIMessage(json.dumps(reply, ensure_ascii=False))]
+        turns += [HumanMessage(example["question"]), AIMessage(_decision_text(actions[0], example.get("args")))]
+        if len(steps) == 2:
+            turns += [ToolMessage(example["result"], tool_call_id="example"),
+                      AIMessage(_decision_text(actions[1], steps[1].get("args")))]
     return turns
+
+
+def _as_decisions(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """Earlier tool calls written as the decision JSON the examples use, so the history reads
+    the same way as the examples (and as what the grammar will make the model write)."""
+    return [
+        AIMessage(_decision_text(m.tool_calls[0]["name"], m.tool_calls[0]["args"]))
+        if isinstance(m, AIMessage) and m.tool_calls else m
+        for m in messages
+    ]
 
 
 def _with_system_note(messages: Sequence[BaseMessage], note: str) -> list[BaseMessage]:
@@ -343,8 +386,9 @@ class LlamaCppChatModel(JsonSchemaChatModel):
     ) -> dict:
         """Run the grammar-constrained decision; return the parsed JSON and token usage.
 
-        ``examples`` (``[{"question", "action", "args"}]``) are shown as earlier chat turns
-        answered with the decision JSON, right after the system prompt.
+        ``examples`` (``[{"question", "action", "args"}]``, optionally with ``result`` and
+        ``next``) are shown as earlier chat turns answered with the decision JSON, right after
+        the system prompt.
         """
         names = [tool["function"]["name"] for tool in tools]
         if isinstance(tool_choice, str) and tool_choice in names:
@@ -356,7 +400,8 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         if tool_choice == "none":
             return {"decision": {"action": ANSWER_ACTION}, "usage": None}
         schema = _decision_schema(tools, allow_answer, max_string=400)
-        noted = _with_system_note(messages, _decision_prompt(tools, allow_answer))
+        note = _decision_prompt(tools, allow_answer, _has_tool_results(messages))
+        noted = _with_system_note(_as_decisions(messages), note)
         turns = _example_turns(examples, [tool["function"]["name"] for tool in tools])
         prompt = self._prompt_tokens([noted[0], *turns, *noted[1:]], DECISION_MAX_TOKENS)
         text, stats = "", {}

@@ -62,7 +62,14 @@ class QueryResult:
 
         lines = [" | ".join(self.columns)] + [" | ".join(cell(v) for v in row) for row in self.rows]
         count = f"{len(self.rows)} row{'' if len(self.rows) == 1 else 's'}"
-        lines.append(f"({count}; more rows were left out, add a LIMIT or a narrower WHERE)" if self.truncated else f"({count})")
+        if self.truncated:
+            lines.append(f"({count}; more rows were left out, add a LIMIT or a narrower WHERE)")
+        elif not self.rows:
+            # Note: "0 rows" is most often a mistyped name, not an answer; say so, or a small
+            # model reports "it costs 0 won".
+            lines.append(f"({count}: nothing matched; check the names, or match text with LIKE '%word%')")
+        else:
+            lines.append(f"({count})")
         return "\n".join(lines)
 
 

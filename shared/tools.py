@@ -179,14 +179,30 @@ def calculator(expression: Annotated[str, Field(max_length=200)]) -> str:
     return _checked(lambda: f"{expression.strip()} = {format_number(evaluate(expression))}")
 
 
-@tool(parse_docstring=True)
-def current_time(timezone: Annotated[str, Field(max_length=40)] = "UTC") -> str:
-    """The current date, time and weekday in a time zone. Use it when the question asks what time or date it is now, somewhere. Not for converting units, not for calculations, and not for opening hours (search_docs has those).
+def make_current_time(clock: Callable[[], datetime] | None = None) -> BaseTool:
+    """Build the ``current_time`` tool.
 
     Args:
-        timezone: An IANA time zone name written as Area/City, or UTC.
+        clock: Returns the moment to report, timezone-aware (``None``: the real clock). An
+            evaluation freezes it, so answers about the time can be checked.
+
+    Returns:
+        The tool.
     """
-    return _checked(lambda: describe_time(timezone))
+
+    @tool(parse_docstring=True)
+    def current_time(timezone: Annotated[str, Field(max_length=40)] = "UTC") -> str:
+        """The current date, time and weekday in a time zone. Use it when the question asks what time or date it is now, somewhere. Not for converting units, not for calculations, and not for opening hours (search_docs has those).
+
+        Args:
+            timezone: An IANA time zone name written as Area/City, or UTC.
+        """
+        return _checked(lambda: describe_time(timezone, clock() if clock else None))
+
+    return _guarded(current_time)
+
+
+current_time = make_current_time()
 
 
 @tool(parse_docstring=True)
@@ -205,7 +221,7 @@ def unit_convert(
 
 @tool(parse_docstring=True)
 def sql_query(query: Annotated[str, Field(max_length=400)]) -> str:
-    """Run one read-only SQL SELECT on the Maru shop database and return the rows. Tables: products(id, model, name, category, price_won, stock), customers(id, name, city, country, joined_on), orders(id, customer_id, product_id, quantity, total_won, status, ordered_on). Use it for current prices, stock levels, orders and customers. Not for how-to, warranty, shipping or return rules (search_docs has those), and not for general knowledge.
+    """Run one read-only SQL SELECT on the Maru shop database and return the rows. Tables: products(id, model, name, category, price_won, stock) - model is the product's code, name its name, customers(id, name, city, country, joined_on), orders(id, customer_id, product_id, quantity, total_won, status, ordered_on). Use it for current prices, stock levels, orders and customers. Not for how-to, warranty, shipping or return rules (search_docs has those), and not for general knowledge.
 
     Args:
         query: One SQLite SELECT statement on the tables above.
@@ -263,14 +279,15 @@ def make_search_docs(retriever: Runnable | None = None) -> BaseTool:
     return _guarded(search_docs)
 
 
-for _made in (calculator, current_time, unit_convert, sql_query):
+for _made in (calculator, unit_convert, sql_query):
     _guarded(_made)
 
 TOOL_NAMES = ("calculator", "current_time", "unit_convert", "search_docs", "sql_query")
 
 # Few-shot decisions for small local models (``bind_tools(tools, tool_examples=TOOL_EXAMPLES)``):
-# one per tool and two that need none, so no choice is favoured. Note: none of them is a
-# question of the evaluation set in data/eval/tools.jsonl.
+# one per tool and two that need none, so no choice is favoured; then second rounds for an
+# agent (``result`` and ``next``): two that chain a second tool, three that stop and answer.
+# Note: none of them is a question of the evaluation sets in data/eval/.
 TOOL_EXAMPLES: list[dict[str, Any]] = [
     {"question": "How much is 15 percent of 240?", "action": "calculator", "args": {"expression": "240 * 0.15"}},
     {"question": "Write a short thank-you note to a customer.", "action": "answer"},
@@ -283,17 +300,36 @@ TOOL_EXAMPLES: list[dict[str, Any]] = [
      "args": {"query": "SELECT count(*) FROM orders JOIN customers ON customers.id = orders.customer_id "
               "WHERE customers.name = 'Choi Yuna'"}},
     {"question": "What is the largest ocean on Earth?", "action": "answer"},
+    {"question": "What would 4 Pebble speakers cost at the database price?", "action": "sql_query",
+     "args": {"query": "SELECT price_won FROM products WHERE name LIKE '%Pebble speaker%'"},
+     "result": "price_won\n69000\n(1 row)", "next": {"action": "calculator", "args": {"expression": "69000 * 4"}}},
+    {"question": "How long are the Breeze fan's blades in inches, going by its manual?", "action": "search_docs",
+     "args": {"query": "Breeze fan blade size"},
+     "result": "[1] manuals/breeze-fan.md: The Breeze BF-20 is a quiet 30 cm desk and floor fan.",
+     "next": {"action": "unit_convert", "args": {"value": 30, "from_unit": "cm", "to_unit": "in"}}},
+    {"question": "How many Dal mood lamps are in stock?", "action": "sql_query",
+     "args": {"query": "SELECT stock FROM products WHERE name LIKE '%Dal mood lamp%'"},
+     "result": "stock\n0\n(1 row)", "next": {"action": "answer"}},
+    {"question": "How many cups are in 2 litres?", "action": "unit_convert",
+     "args": {"value": 2, "from_unit": "l", "to_unit": "cup"},
+     "result": "2 l = 8.4535 cup", "next": {"action": "answer"}},
+    {"question": "How long does shipping to Australia take?", "action": "search_docs",
+     "args": {"query": "shipping time Australia"},
+     "result": "[1] policies/shipping-international.md: | Australia | 6-8 business days | 17,000 won |",
+     "next": {"action": "answer"}},
 ]
 
 
-def build_tools(retriever: Runnable | None = None) -> list[BaseTool]:
+def build_tools(retriever: Runnable | None = None, clock: Callable[[], datetime] | None = None) -> list[BaseTool]:
     """The five tools, in ``TOOL_NAMES`` order.
 
     Args:
         retriever: The retriever for ``search_docs`` (``None``: the project's knowledge base,
             opened on the first search).
+        clock: The clock of ``current_time`` (``None``: the real one).
 
     Returns:
         ``[calculator, current_time, unit_convert, search_docs, sql_query]``.
     """
-    return [calculator, current_time, unit_convert, make_search_docs(retriever), sql_query]
+    time_tool = make_current_time(clock) if clock else current_time
+    return [calculator, time_tool, unit_convert, make_search_docs(retriever), sql_query]

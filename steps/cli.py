@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import os
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -242,6 +243,64 @@ def cmd_eval_tools(args) -> int:
     return 0
 
 
+def cmd_agent(args) -> int:
+    from shared.rag import check_question
+
+    # Check the input before loading anything heavy: a typo should cost nothing.
+    question = check_question(args.question)
+    from shared.agent import EventPrinter, build_agent, run_agent
+    from shared.memory import open_memory
+    from shared.models import get_chat_model
+
+    model = get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0)
+    with open_memory(args.db) if args.thread else nullcontext() as memory:
+        agent = build_agent(model, checkpointer=memory.saver if memory else None,
+                            max_tool_calls=args.max_tool_calls, max_model_calls=args.max_tool_calls + 2)
+        # Note: the turn lock keeps two processes from interleaving turns of one thread.
+        with memory.turn() if memory else nullcontext():
+            if args.json:
+                print_json(run_agent(agent, question, thread=args.thread))
+                return 0
+            result = run_agent(agent, question, thread=args.thread, on_event=EventPrinter())
+    calls = result["model_calls"]
+    print(f"\n[{len(result['steps'])} tool call{'s' if len(result['steps']) != 1 else ''}, "
+          f"{calls} model call{'s' if calls != 1 else ''}]")
+    return 0
+
+
+def cmd_eval_agent(args) -> int:
+    from shared.agent import build_agent, run_agent
+    from shared.evaluation import AGENT_COLUMNS, EVAL_CLOCK, evaluate_agent, format_table, load_agent_set
+    from shared.models import get_chat_model
+    from shared.tools import TOOL_EXAMPLES, TOOL_NAMES, build_tools
+
+    items = load_agent_set(args.set, TOOL_NAMES)
+    spec = args.suite_model or args.model
+    # The clock is frozen so that answers about the time can be checked; every question runs
+    # on a fresh agent without memory, through the whole loop: tools really run.
+    tools = build_tools(clock=lambda: EVAL_CLOCK)
+    model = get_chat_model(spec, temperature=0.0, max_tokens=args.max_tokens)
+    agent = build_agent(model, tools, examples=TOOL_EXAMPLES if args.examples else [])
+
+    def show(result: dict) -> None:
+        if not args.json:
+            mark = ("ok" if result["answer_ok"] else "bad answer") if result["right_tools"] else "wrong tools"
+            called = "+".join(result["called"]) or "-"
+            print(f"{result['id']:<8} {result['split']:<5} {mark:<11} {called:<26} {result['model_calls']}  "
+                  f"{result['question']}", flush=True)
+
+    report = evaluate_agent(items, lambda question: run_agent(agent, question), tools, on_result=show)
+    if args.json:
+        settings = {"set": str(args.set), "model": spec or "default", "examples": args.examples,
+                    "clock": EVAL_CLOCK.isoformat()}
+        print_json({"eval": "agent", "settings": settings, **report})
+        return 0
+    print(f"\nagent eval: {len(items)} questions, model {spec or 'default'}, "
+          + ("with" if args.examples else "without") + " few-shot examples")
+    print(format_table(report["summary"], AGENT_COLUMNS))
+    return 0
+
+
 def cmd_serve(args) -> int:
     from functools import partial
 
@@ -371,7 +430,7 @@ def parse_args(argv: list[str] | None):
     ask.add_argument("--json", action="store_true", help='print {"answer", "sources"} as JSON')
     ask.set_defaults(handler=cmd_ask)
 
-    evaluate = commands.add_parser("eval", help="measure a pipeline on a question set (eval rag, eval tools)")
+    evaluate = commands.add_parser("eval", help="measure a pipeline on a question set (eval rag, eval tools, eval agent)")
     suites = evaluate.add_subparsers(dest="suite", metavar="SUITE", required=True)
     rag = suites.add_parser("rag", help="retrieval hit@k and MRR, answer accuracy, refusal rate")
     add_docs_options(rag)
@@ -386,6 +445,19 @@ def parse_args(argv: list[str] | None):
     tools.add_argument("--examples", action="store_true", help="show the model few-shot decisions (shared/tools.py)")
     tools.add_argument("--json", action="store_true", help="print one JSON object")
     tools.set_defaults(handler=cmd_eval_tools)
+
+    agent_eval = suites.add_parser(
+        "agent", help="the agent loop: right tools, valid arguments, right answers, model calls (step 6)"
+    )
+    agent_eval.add_argument("--set", type=Path, default=DATA_DIR / "eval" / "agent.jsonl",
+                            help="JSONL question set (default: data/eval/agent.jsonl)")
+    agent_eval.add_argument("--model", dest="suite_model",
+                            help="chat model spec (default: roadmap's --model, $ROADMAP_MODEL, else local)")
+    agent_eval.add_argument("--no-examples", dest="examples", action="store_false",
+                            help="do not show the model few-shot decisions (to measure what they add)")
+    agent_eval.add_argument("--max-tokens", type=int, default=120, help="longest answer in tokens (default: 120)")
+    agent_eval.add_argument("--json", action="store_true", help="print one JSON object")
+    agent_eval.set_defaults(handler=cmd_eval_agent)
 
     db_help = "memory database file (default: $ROADMAP_MEMORY_DB, else memory.sqlite in the cache)"
     chat = commands.add_parser("chat", help="chat with memory: a REPL, or one turn with --message (step 4)")
@@ -407,6 +479,18 @@ def parse_args(argv: list[str] | None):
     delete = actions.add_parser("delete", help="delete one thread and its history")
     delete.add_argument("thread_id", help="the thread to delete")
     delete.add_argument("--db", default=argparse.SUPPRESS, help=db_help)
+
+    agent = commands.add_parser(
+        "agent", help="ask the agent: it decides which tools to use, shows each step, then answers (step 6)"
+    )
+    agent.add_argument("question", help="the question, in quotes")
+    agent.add_argument("--thread", help="conversation id, to remember earlier questions (kept in the memory database)")
+    agent.add_argument("--db", type=Path, help=db_help)
+    agent.add_argument("--max-tool-calls", type=int, default=3, help="most tool calls for the question (default: 3)")
+    agent.add_argument("--max-tokens", type=int, default=256, help="longest answer in tokens (default: 256)")
+    agent.add_argument("--json", action="store_true",
+                       help='print one JSON object: {"answer", "steps": [{"tool", "args", "result"}], "model_calls"}')
+    agent.set_defaults(handler=cmd_agent)
 
     serve = commands.add_parser("serve", help="a chat page in your browser: chat, ask the docs, the agent (streamed)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
