@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableLambda
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -49,11 +50,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.agent import build_agent, run_agent
 from shared.conversation import Conversation, build_chat_graph, history_budget
 from shared.errors import RoadmapError
 from shared.memory import Memory, open_memory
 from shared.rag import build_rag_chain
 from shared.retrieval import Retriever
+from shared.tools import build_tools
 
 WEB_DIR = Path(__file__).with_name("web")
 MAX_BODY_BYTES = 64 * 1024
@@ -120,6 +123,10 @@ class Job:
         except RuntimeError:  # the event loop is gone: the server is shutting down
             self.left.set()
 
+    def relay(self, event: dict[str, Any]) -> None:
+        """Send an agent event (``{"type": "tool_call", ...}``) under its type's name."""
+        self.emit(event["type"], {key: value for key, value in event.items() if key != "type"})
+
 
 class Backend:
     """The shared components behind the page, built on first use and run one request at a time.
@@ -183,7 +190,8 @@ class Backend:
 
     @cached_property
     def chat(self) -> Conversation:
-        return Conversation(build_chat_graph(self.model, self.memory.saver, budget=history_budget(self.model)), self.memory)
+        graph = build_chat_graph(self.model, self.memory.saver, budget=history_budget(self.model))
+        return Conversation(graph, self.memory)
 
     @cached_property
     def ask(self) -> Conversation:
@@ -193,8 +201,15 @@ class Backend:
         graph = build_chat_graph(self.model, self.memory.saver, budget=history_budget(self.model), rag_chain=rag_chain)
         return Conversation(graph, self.memory)
 
+    @cached_property
+    def agent(self) -> Any:
+        # search_docs searches the served documents, opened on its first search; the agent's
+        # turns are kept in the same threads as chat and ask turns.
+        search = RunnableLambda(lambda query: self.retriever.invoke(query))
+        return build_agent(self.model, build_tools(search), checkpointer=self.memory.saver)
+
     def answer(self, job: Job) -> dict[str, Any]:
-        """Answer a job's message in its mode, streaming tokens through ``job.emit``.
+        """Answer a job's message in its mode, streaming tokens (and tool steps) through ``job.emit``.
 
         Returns:
             ``{"thread", "mode", "answer", "question", "sources", "steps", "turns"}``.
@@ -202,6 +217,12 @@ class Backend:
         Raises:
             RoadmapError: The message does not fit, the documents cannot be opened, ...
         """
+        if job.mode == "agent":
+            with self.memory.turn():
+                result = run_agent(self.agent, job.message, thread=job.thread, on_event=job.relay)
+                turns = sum(m.type == "human" for m in self.memory.history(job.thread))
+            return {"thread": job.thread, "mode": job.mode, "answer": result["answer"], "question": None,
+                    "sources": [], "steps": result["steps"], "turns": turns}
         conversation = self.ask if job.mode == "ask" else self.chat
         result = conversation.send(job.thread, job.message, on_token=lambda text: job.emit("token", {"text": text}))
         sources = [{**source, "text": self.chunk_texts.get(source["chunk_id"], "")} for source in result["sources"]]
@@ -261,7 +282,8 @@ async def read_json(request: Request) -> Any:
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
-        raise ApiError(415, f"send the request as JSON with Content-Type: application/json (got {content_type or 'none'!r})")
+        got = content_type or "none"
+        raise ApiError(415, f"send the request as JSON with Content-Type: application/json (got {got!r})")
     too_large = ApiError(413, f"the request body is larger than {MAX_BODY_BYTES // 1024} KiB; send a shorter message")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
@@ -426,7 +448,9 @@ def socket_for(host: str, port: int) -> socket.socket:
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as exc:
-        raise RoadmapError(f"cannot resolve host {host!r} ({exc}); use an address of this machine, e.g. --host 127.0.0.1") from None
+        raise RoadmapError(
+            f"cannot resolve host {host!r} ({exc}); use an address of this machine, e.g. --host 127.0.0.1"
+        ) from None
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

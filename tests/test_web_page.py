@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from langchain_core.messages import AIMessage
 
 from shared.errors import RoadmapError
 
@@ -28,8 +29,12 @@ pytestmark = pytest.mark.browser
 
 
 def reply(messages):
-    """The scripted model: a greeting, a cited answer from the documents, an echo, or an error."""
+    """The scripted model: a greeting, a cited answer, a tool call and its answer, an echo, or an error."""
     last = messages[-1].text
+    if messages[-1].type == "tool":
+        return f"The calculator says {last}."
+    if "times" in last:
+        return AIMessage("", tool_calls=[{"name": "calculator", "args": {"expression": "6 * 7"}, "id": "call_1"}])
     if "Follow-up question:" in last:  # a rewrite: keep the question as it is
         return last.rsplit("Follow-up question:", 1)[1].strip()
     if "<documents>" in last:
@@ -105,6 +110,14 @@ def test_chat_ask_docs_and_untrusted_text_in_the_browser(browser, live_server, p
     assert any(name.startswith("lamp.md") for name in sources)
     box = next(item for name, item in sources.items() if name.startswith("box.md"))
     assert '<img src=x onerror="window.injected = 4">' in text_of(box.find_element(By.CLASS_NAME, "excerpt"))
+
+    # Agent: the tool steps are shown, then the answer.
+    browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=agent]").click()
+    send("What is 6 times 7?")
+    wait.until(lambda b: "streaming" not in last_answer().get_attribute("class"))
+    steps = [text_of(step) for step in last_answer().find_elements(By.CSS_SELECTOR, ".steps li")]
+    assert steps == ['calculator {"expression":"6 * 7"}', "-> 6 * 7 = 42"]
+    assert text_of(last_answer().find_element(By.CLASS_NAME, "text")) == "The calculator says 6 * 7 = 42."
 
     # Markup in a message and in the model's answer is shown as text, never run or rendered.
     browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=chat]").click()

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from langchain_core.messages import AIMessage
 from starlette.testclient import TestClient
 
 from shared import webapp
@@ -108,6 +109,45 @@ def test_ask_mode_answers_from_the_documents_and_returns_sources_with_their_text
     lamp = next(source for source in done["sources"] if source["source"] == "lamp.md")
     assert "warranty of 36 months" in lamp["text"]
     assert "<documents>" in model.received[-1][-1].text
+
+
+def tool_call(name, **args):
+    return AIMessage("", tool_calls=[{"name": name, "args": args, "id": f"call_{name}"}])
+
+
+def test_agent_mode_streams_its_tool_steps_then_the_answer(client_for):
+    model = ScriptedChatModel(responses=[tool_call("calculator", expression="1234 * 5678"), "It is 7006652."])
+    client = client_for(model)
+    streamed = chat(client, "What is 1234 times 5678?", mode="agent")
+    assert [event for event, _ in streamed] == ["start", "tool_call", "tool_result", "token", "token", "token", "done"]
+    assert streamed[1][1] == {"tool": "calculator", "args": {"expression": "1234 * 5678"}}
+    assert streamed[2][1] == {"tool": "calculator", "result": "1234 * 5678 = 7006652", "status": "success"}
+    done = streamed[-1][1]
+    assert done["answer"] == "It is 7006652." and done["turns"] == 1
+    assert done["steps"] == [{"tool": "calculator", "args": {"expression": "1234 * 5678"}, "result": "1234 * 5678 = 7006652"}]
+    bound = [tool["function"]["name"] for tool in model.received_kwargs[0]["tools"]]
+    assert bound == ["calculator", "current_time", "unit_convert", "search_docs", "sql_query"]
+
+
+def test_the_agent_searches_the_served_documents(client_for):
+    client = client_for(ScriptedChatModel(responses=[tool_call("search_docs", query="Glow lamp warranty"), "36 months."]))
+    result = next(data for event, data in chat(client, "Glow lamp warranty?", mode="agent") if event == "tool_result")
+    assert result["tool"] == "search_docs" and "lamp.md" in result["result"] and "36 months" in result["result"]
+
+
+def test_one_thread_carries_chat_agent_and_ask_turns(client_for):
+    model = ScriptedChatModel(responses=["Hi Mina.", tool_call("calculator", expression="2 + 2"), "Four.",
+                                         "You asked for 2 + 2.", "Glow lamp warranty?", "36 months [1]."])
+    client = client_for(model)
+    thread = chat(client, "Hi, I am Mina.")[0][1]["thread"]
+    chat(client, "What is 2 + 2?", thread=thread, mode="agent")
+    assert chat(client, "What did I ask?", thread=thread)[-1][1]["answer"] == "You asked for 2 + 2."
+    # The chat model saw the agent's turn, tool call and result included.
+    assert [m.type for m in model.received[3]] == ["system", "human", "ai", "human", "ai", "tool", "ai", "human"]
+    done = chat(client, "And the lamp's warranty?", thread=thread, mode="ask")[-1][1]
+    assert done["question"] == "Glow lamp warranty?" and done["turns"] == 4
+    messages = client.get(f"/api/threads/{thread}").json()["messages"]
+    assert [m["text"] for m in messages if m["role"] == "ai"] == ["Hi Mina.", "Four.", "You asked for 2 + 2.", "36 months [1]."]
 
 
 @pytest.mark.parametrize(
