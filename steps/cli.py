@@ -303,6 +303,28 @@ def cmd_eval_agent(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from functools import partial
+
+    from shared.webapp import Backend, create_app, run_server, socket_for, trusted_hosts, url_of
+
+    # Bind first: a port in use or a bad host is one line, before the model loads.
+    with socket_for(args.host, args.port) as sock:
+        from shared.corpus import open_retriever
+        from shared.memory import open_memory
+        from shared.models import choose, get_chat_model
+
+        model = get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0)
+        # The documents are indexed on the first "ask docs" or agent request, not at start-up.
+        retriever = partial(open_retriever, args.docs, args.embeddings, args.k, args.mode, on_warning=warn)
+        with Backend(model, open_memory(args.db), retriever) as backend:
+            print(f"serving the roadmap chat on {url_of(sock)} (model {choose(args.model).spec}, "
+                  f"memory {backend.memory.path}); Ctrl-C stops", flush=True)
+            run_server(create_app(backend, allowed_hosts=trusted_hosts(args.host)), sock)
+    print("stopped")
+    return 0
+
+
 def doctor_report(model_spec: str | None) -> dict:
     """Collect what ``roadmap doctor`` shows: model choice, files, versions, problems and fixes."""
     from shared.models import EMBEDDINGS_ENV, choose
@@ -471,6 +493,13 @@ def parse_args(argv: list[str] | None):
     agent.add_argument("--json", action="store_true",
                        help='print one JSON object: {"answer", "steps": [{"tool", "args", "result"}], "model_calls"}')
     agent.set_defaults(handler=cmd_agent)
+
+    serve = commands.add_parser("serve", help="a chat page in your browser: chat, ask the docs, the agent (streamed)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    serve.add_argument("--db", help=db_help)
+    add_docs_options(serve)
+    serve.set_defaults(handler=cmd_serve)
 
     doctor = commands.add_parser("doctor", help="check models, files and versions, and say how to fix problems")
     doctor.add_argument("--json", action="store_true", help="print JSON")

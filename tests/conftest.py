@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,59 @@ def tiny_docs(tmp_path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return root
+
+
+class PacedChatModel(ScriptedChatModel):
+    """The scripted fake, streaming one piece every ``delay`` seconds like a real model on a slow CPU."""
+
+    delay: float = 0.05
+
+    def _stream(self, *args, **kwargs):
+        for chunk in super()._stream(*args, **kwargs):
+            time.sleep(self.delay)
+            yield chunk
+
+
+@pytest.fixture
+def paced_model():
+    """Make a scripted fake that streams slowly: ``paced_model(["one two three"], delay=0.1)``."""
+    return lambda responses, delay=0.05: PacedChatModel(responses=list(responses), delay=delay)
+
+
+@pytest.fixture
+def live_server(request, tmp_path, tiny_docs):
+    """Serve the chat page of ``roadmap serve`` over a model, on a free loopback port, in a thread.
+
+    The documents are the tiny corpus with fake embeddings. Returns ``(url, backend)``.
+
+    Example:
+        url, backend = live_server(ScriptedChatModel(responses=["Hi"]))
+    """
+
+    def start(model):
+        import uvicorn
+
+        from shared.corpus import open_retriever
+        from shared.memory import open_memory
+        from shared.webapp import Backend, create_app, socket_for, url_of
+
+        backend = Backend(model, open_memory(tmp_path / "web.sqlite"), lambda: open_retriever(tiny_docs, "fake"))
+        sock = socket_for("127.0.0.1", 0)
+        server = uvicorn.Server(uvicorn.Config(create_app(backend), log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+
+        def stop():
+            server.should_exit = True
+            thread.join(30)
+            backend.close()
+            sock.close()
+
+        request.addfinalizer(stop)
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the test server did not start"
+            time.sleep(0.01)
+        return url_of(sock), backend
+
+    return start

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import httpx
 import pytest
 
+from shared.webapp import socket_for
 from steps.cli import STEPS, main, with_model
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_list_shows_seven_steps_in_order(capsys):
@@ -84,3 +92,27 @@ def test_help_does_not_import_langchain():
     code = "import sys; from steps.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\nprint('langchain_core' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().endswith("False")
+
+
+def test_serve_refuses_a_busy_port_in_one_line(capsys):
+    with socket_for("127.0.0.1", 0) as taken:
+        port = taken.getsockname()[1]
+        assert main(["--model", "fake", "serve", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: port {port} on 127.0.0.1 is in use") and err.count("\n") == 1
+
+
+def test_serve_prints_its_address_answers_and_stops_on_ctrl_c(tmp_path):
+    command = [sys.executable, "-m", "steps.cli", "--model", "fake", "serve", "--port", "0",
+               "--embeddings", "fake", "--db", str(tmp_path / "memory.sqlite")]
+    server = subprocess.Popen(command, cwd=ROOT, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = re.search(r"serving the roadmap chat on (http://127\.0\.0\.1:\d+/)", server.stdout.readline())[1]
+        assert httpx.get(url).status_code == 200
+        reply = httpx.post(f"{url}api/chat", json={"message": "hello"}, timeout=60)
+        assert "event: done" in reply.text and "[fake] hello" in reply.text
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err[-2000:]
+    assert out.strip().endswith("stopped") and "Traceback" not in err
