@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import atexit
 import codecs
+import contextlib
+import io
 import json
 import os
 import threading
@@ -72,7 +74,6 @@ def _load_engine(path: Path, n_ctx: int, n_threads: int | None) -> _Engine:
         try:
             import llama_cpp
             from llama_cpp import Llama
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError:
             raise RoadmapError(
                 "llama-cpp-python is not installed; install the project with: pip install -e ."
@@ -89,26 +90,74 @@ def _load_engine(path: Path, n_ctx: int, n_threads: int | None) -> _Engine:
         # Note: free the model before the interpreter tears its modules down; left to the
         # garbage collector at exit, llama-cpp-python prints an ignored TypeError.
         atexit.register(llm.close)
-        template = llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise RoadmapError(f"{path.name} has no chat template in its metadata; use an instruct/chat GGUF")
-
-        def token_text(token_id: int) -> str:
-            return llm.detokenize([token_id], special=True).decode("utf-8", "ignore") if token_id >= 0 else ""
-
-        formatter = Jinja2ChatFormatter(
-            template=template, eos_token=token_text(llm.token_eos()), bos_token=token_text(llm.token_bos())
-        )
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         engine = _Engine(
             path=path,
             n_ctx=n_ctx,
             llm=llm,
-            render=lambda messages: formatter(messages=messages).prompt,
+            render=_chat_renderer(llm, path),
             eog=lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)),
         )
         _ENGINES[key] = engine
         return engine
+
+
+def _chat_renderer(llm: Any, path: Path, generation_prompt: bool = True) -> Callable[[list[dict[str, Any]]], str]:
+    """The model's own chat template (from the GGUF metadata) as messages -> prompt text.
+
+    ``generation_prompt`` ends the text with the opening of an assistant turn (for generating).
+    """
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise RoadmapError(f"{path.name} has no chat template in its metadata; use an instruct/chat GGUF")
+
+    def token_text(token_id: int) -> str:
+        return llm.detokenize([token_id], special=True).decode("utf-8", "ignore") if token_id >= 0 else ""
+
+    formatter = Jinja2ChatFormatter(
+        template=template, eos_token=token_text(llm.token_eos()), bos_token=token_text(llm.token_bos()),
+        add_generation_prompt=generation_prompt,
+    )
+    return lambda messages: formatter(messages=messages).prompt
+
+
+def chat_token_counter(path: Path) -> Callable[[list[dict[str, Any]]], int]:
+    """Count the tokens of a chat as the GGUF model at ``path`` sees it, chat template included.
+
+    Only the vocabulary is loaded (a fraction of a second, almost no memory), so fine-tuning
+    data can be measured with the target model's own tokenizer without loading its weights.
+
+    Args:
+        path: A GGUF chat model file.
+
+    Returns:
+        A function from chat messages (``[{"role": ..., "content": ...}, ...]``) to a token count.
+
+    Raises:
+        RoadmapError: llama-cpp-python is missing, or the file has no vocabulary or chat template.
+
+    Example:
+        >>> count = chat_token_counter(Path("qwen.gguf"))
+        >>> count([{"role": "user", "content": "Hello"}])
+        10
+    """
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        raise RoadmapError("llama-cpp-python is not installed; install the project with: pip install -e .") from None
+    try:
+        # Note: llama.cpp still sets up a small context and logs, as an error, that a
+        # vocabulary has no training context; the log goes through Python's stderr, muted here.
+        with contextlib.redirect_stderr(io.StringIO()):
+            llm = Llama(model_path=str(path), vocab_only=True, n_ctx=64, n_batch=64, verbose=False)
+    except ValueError as exc:
+        raise RoadmapError(f"llama.cpp could not read the vocabulary of {path}: {exc}") from None
+    atexit.register(llm.close)
+    # A training example ends with the assistant's turn: no generation prompt after it.
+    render = _chat_renderer(llm, path, generation_prompt=False)
+    return lambda messages: len(llm.tokenize(render(messages).encode("utf-8"), add_bos=False, special=True))
 
 
 @lru_cache(maxsize=64)

@@ -10,6 +10,8 @@ CACHE_ENV = "ROADMAP_CACHE"
 MODEL_ENV = "ROADMAP_MODEL"
 EMBEDDINGS_ENV = "ROADMAP_EMBEDDINGS"
 MEMORY_DB_ENV = "ROADMAP_MEMORY_DB"
+# Training price per million tokens, for the cost estimate of `roadmap finetune validate`.
+FT_PRICE_ENV = "ROADMAP_FT_PRICE_PER_MTOK"
 # How step 3 on retrieves chunks: by meaning, by words (BM25), or both fused.
 RETRIEVAL_MODES = ("dense", "lexical", "hybrid")
 
