@@ -78,7 +78,9 @@ def add_docs_options(parser: argparse.ArgumentParser) -> None:
         help="retrieval: dense (embeddings), lexical (BM25) or hybrid (both fused; default)",
     )
     parser.add_argument(
-        "--embeddings", help="embeddings spec: local, openai:MODEL or fake (default: $ROADMAP_EMBEDDINGS, else local)"
+        "--embeddings",
+        help="embeddings spec: local, local:ft/NAME (fine-tuned in step 7), openai:MODEL or fake "
+        "(default: $ROADMAP_EMBEDDINGS, else local)",
     )
     parser.add_argument("--max-tokens", type=int, default=200, help="longest answer in tokens (default: 200)")
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from shared.documents import SplitSettings
-from shared.models import choose, get_embeddings
+from shared.models import choose, embeddings_identity, get_embeddings
 from shared.retrieval import Retriever
 from shared.settings import EMBEDDINGS_ENV
 from shared.vectorstore import SyncReport, VectorIndex, index_location, sync_index
@@ -29,7 +29,7 @@ def build_index(
 
     Args:
         docs: The documents folder.
-        embeddings_spec: An embeddings spec (``local``, ``openai:MODEL``, ``fake``).
+        embeddings_spec: An embeddings spec (``local``, ``local:ft/NAME``, ``openai:MODEL``, ``fake``).
         location: The index folder (see ``index_location``).
         progress: Show a progress bar while embedding.
         on_warning: Called with one line per skipped file or rebuilt index.
@@ -40,8 +40,11 @@ def build_index(
     Raises:
         RoadmapError: Missing folder, no documents, unknown embeddings spec, damaged index.
     """
+    # The index records the embeddings' identity (for a fine-tuned model: its version too),
+    # so vectors from an older version are never mixed with new ones.
     return sync_index(
-        docs, get_embeddings(embeddings_spec), embeddings_spec, SplitSettings(), location, warn=on_warning, progress=progress
+        docs, get_embeddings(embeddings_spec), embeddings_identity(embeddings_spec), SplitSettings(), location,
+        warn=on_warning, progress=progress,
     )
 
 
@@ -70,5 +73,6 @@ def open_retriever(
         RoadmapError: As ``build_index``.
     """
     spec = choose(embeddings, EMBEDDINGS_ENV).spec
-    index, _ = build_index(docs, spec, index_location(docs, spec), progress=progress, on_warning=on_warning)
+    location = index_location(docs, embeddings_identity(spec))
+    index, _ = build_index(docs, spec, location, progress=progress, on_warning=on_warning)
     return Retriever(index=index, k=k, mode=mode)

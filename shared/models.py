@@ -10,7 +10,8 @@ Chat model specs (``--model``, else ``ROADMAP_MODEL``, else ``local``):
 * ``fake`` - a scripted model for tests and dry runs.
 
 Embedding specs (``--embeddings``, else ``ROADMAP_EMBEDDINGS``, else ``local``): ``local``
-(all-MiniLM-L6-v2, offline), ``openai:MODEL`` and ``fake``.
+(all-MiniLM-L6-v2, offline), ``local:ft/NAME`` (a MiniLM fine-tuned by step 7, from the
+registry in ``shared/artifacts.py``), ``openai:MODEL`` and ``fake``.
 
 Provider packages are imported inside the factories, so importing this module is cheap and a
 missing optional package costs a one-line hint instead of an ImportError at start-up.
@@ -32,7 +33,8 @@ from shared.settings import EMBEDDINGS_ENV, MODEL_ENV, cache_dir
 
 DEFAULT_SPEC = "local"
 CHAT_SPECS = "local, local-small, local:PATH, openai:MODEL, fake"
-EMBEDDING_SPECS = "local, openai:MODEL, fake"
+EMBEDDING_SPECS = "local, local:ft/NAME, openai:MODEL, fake"
+FINE_TUNED = "ft/"
 
 ChatFactory = Callable[[str, dict[str, Any]], BaseChatModel]
 EmbeddingsFactory = Callable[[str], Embeddings]
@@ -156,7 +158,12 @@ def get_chat_model(spec: str | None = None, **settings: Any) -> BaseChatModel:
 def _local_embeddings(spec: str) -> Embeddings:
     from shared.embeddings import MiniLMEmbeddings
 
-    return MiniLMEmbeddings()
+    name = spec.split(":", 1)[1][len(FINE_TUNED):] if ":" in spec else ""
+    if not name:
+        return MiniLMEmbeddings()
+    from shared.artifacts import model_folder
+
+    return MiniLMEmbeddings(model_dir=model_folder(name))
 
 
 def _openai_embeddings(spec: str) -> Embeddings:
@@ -194,7 +201,32 @@ def get_embeddings(spec: str | None = None) -> Embeddings:
     """
     choice = choose(spec, EMBEDDINGS_ENV)
     factory = _EMBEDDING_FACTORIES.get(choice.family)
-    valid_argument = bool(choice.argument) == (choice.family == "openai")
-    if factory is None or not valid_argument:
+    if factory is None or not _valid_embeddings_argument(choice):
         raise RoadmapError(f"unknown embeddings spec {choice.spec!r}; valid specs: {EMBEDDING_SPECS}")
     return factory(choice.spec)
+
+
+def _valid_embeddings_argument(choice: ModelChoice) -> bool:
+    if choice.family == "openai":
+        return bool(choice.argument)
+    if choice.family == "local" and ":" in choice.spec:
+        return choice.argument.startswith(FINE_TUNED) and len(choice.argument) > len(FINE_TUNED)
+    return not choice.argument
+
+
+def embeddings_identity(spec: str) -> str:
+    """The spec plus, for a fine-tuned model, its version: what a vector index is built with.
+
+    Retraining ``local:ft/NAME`` changes the vectors but not the spec, so indexes record this
+    instead, and an index built with an older version is rebuilt rather than reused.
+
+    Example:
+        >>> embeddings_identity("local:ft/minilm-maru")
+        'local:ft/minilm-maru@3f0c9a1b2d4e'
+    """
+    choice = choose(spec, EMBEDDINGS_ENV)
+    if choice.family == "local" and choice.argument.startswith(FINE_TUNED):
+        from shared.artifacts import model_folder
+
+        return f"{choice.spec}@{model_folder(choice.argument[len(FINE_TUNED):]).name}"
+    return choice.spec

@@ -71,7 +71,7 @@ def test_truncated_gguf_is_refused_by_llama_cpp(tmp_path):
 
 def test_embeddings_specs(monkeypatch):
     assert isinstance(get_embeddings("fake"), HashingEmbeddings)
-    with pytest.raises(RoadmapError, match="valid specs: local, openai:MODEL, fake"):
+    with pytest.raises(RoadmapError, match="valid specs: local, local:ft/NAME, openai:MODEL, fake"):
         get_embeddings("minilm")
     with pytest.raises(RoadmapError, match="OPENAI_API_KEY"):
         get_embeddings("openai:text-embedding-3-small")
