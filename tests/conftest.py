@@ -160,3 +160,17 @@ def live_server(request, tmp_path, tiny_docs):
         return url_of(sock), backend
 
     return start
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """Replace the MiniLM training loop by one that only writes a model folder's marker files."""
+
+    def fine_tune(pairs, base_dir, out_dir, settings, validation=(), progress=False):
+        out_dir.mkdir(parents=True)
+        (out_dir / "modules.json").write_text("[]")
+        (out_dir / "model.safetensors").write_bytes(repr(settings).encode())
+        return {"pairs": len(pairs), "validation_pairs": len(validation), "steps": 1, "seconds": 0.0,
+                "train_loss": [0.5], "validation_loss_before": None, "validation_loss_after": None}
+
+    monkeypatch.setattr("shared.embedding_tuning.fine_tune", fine_tune)

@@ -29,7 +29,7 @@ def console_commands() -> list[str]:
     return [line[2:].strip() for block in blocks("console") for line in block.splitlines() if line.startswith("$ roadmap")]
 
 
-MODEL_COMMANDS = {"run", "tour", "ask", "chat", "eval", "agent"}
+MODEL_COMMANDS = {"run", "tour", "ask", "chat", "eval", "agent", "train"}
 
 
 def needs_model(command: str) -> bool:
