@@ -23,7 +23,7 @@ Splits are deterministic, by hash, so a rebuild never moves an example:
 Example:
     >>> dataset = build_dataset(Path("data"))
     >>> write_dataset(dataset, Path("out"))["counts"]
-    {'train': 108, 'validation': 15, 'pairs_train': 112, 'pairs_validation': 13, ...}
+    {'train': 109, 'validation': 14, 'pairs_train': 112, 'pairs_validation': 13, ...}
 """
 
 from __future__ import annotations

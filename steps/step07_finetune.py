@@ -10,6 +10,7 @@ Run it:  roadmap run 7   (or: python -m steps.step07_finetune --epochs 2)
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from shared.artifacts import existing
@@ -37,8 +38,6 @@ def build_data(docs: Path, use_memory: bool = False) -> Dataset:
 
 def train_or_reuse(folder: Path, settings: TuneSettings, progress: bool):
     """Fine-tune MiniLM on the pairs in ``folder`` - unless the same data was trained already."""
-    import hashlib
-
     data_sha256 = hashlib.sha256((folder / FILES["pairs_train"]).read_bytes()).hexdigest()
     found = existing(NAME)
     same = {k: v for k, v in (found.settings if found else {}).items() if k != "versions"} == settings.as_dict()
