@@ -181,6 +181,7 @@ def test_openai_refuses_invalid_data_before_uploading(dataset, fake_openai):
     assert fake_openai.received == []
 
 
+@pytest.mark.e2e
 def test_a_tiny_real_fine_tune_saves_a_loadable_versioned_model(dataset):
     settings = {"epochs": 1, "batch_size": 3, "max_seq_length": 32}
     artifact = get_trainer("local-embeddings").train(TrainRequest(name="tiny", data=dataset, settings=settings))
