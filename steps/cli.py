@@ -271,6 +271,8 @@ def cmd_agent(args) -> int:
 
 
 def cmd_eval_agent(args) -> int:
+    from tqdm import tqdm
+
     from shared.agent import build_agent, run_agent
     from shared.evaluation import AGENT_COLUMNS, EVAL_CLOCK, evaluate_agent, format_table, load_agent_set
     from shared.models import get_chat_model
@@ -284,14 +286,21 @@ def cmd_eval_agent(args) -> int:
     model = get_chat_model(spec, temperature=0.0, max_tokens=args.max_tokens)
     agent = build_agent(model, tools, examples=TOOL_EXAMPLES if args.examples else [])
 
+    # With --json, stdout is for the result: progress goes to stderr as a bar instead.
+    bar = tqdm(total=len(items), desc="agent eval", unit="question", file=sys.stderr) if args.json else None
+
     def show(result: dict) -> None:
-        if not args.json:
-            mark = ("ok" if result["answer_ok"] else "bad answer") if result["right_tools"] else "wrong tools"
-            called = "+".join(result["called"]) or "-"
-            print(f"{result['id']:<8} {result['split']:<5} {mark:<11} {called:<26} {result['model_calls']}  "
-                  f"{result['question']}", flush=True)
+        if bar:
+            bar.update()
+            return
+        mark = ("ok" if result["answer_ok"] else "bad answer") if result["right_tools"] else "wrong tools"
+        called = "+".join(result["called"]) or "-"
+        print(f"{result['id']:<8} {result['split']:<5} {mark:<11} {called:<26} {result['model_calls']}  "
+              f"{result['question']}", flush=True)
 
     report = evaluate_agent(items, lambda question: run_agent(agent, question), tools, on_result=show)
+    if bar:
+        bar.close()
     if args.json:
         settings = {"set": str(args.set), "model": spec or "default", "examples": args.examples,
                     "clock": EVAL_CLOCK.isoformat()}
