@@ -51,10 +51,11 @@ from shared.tools import TOOL_EXAMPLES, build_tools
 AGENT_SYSTEM = (
     "You are the assistant of Maru, a small Korean shop for home electronics. "
     "Use a tool when the question needs a calculation, the time, a unit conversion, Maru's documents "
-    "or the shop database; otherwise answer directly. Call one tool at a time. When a tool result is "
-    "not enough - a figure was looked up and still has to be computed - call the next tool with the "
-    "values from the results. When the results answer the question, answer in one or two sentences, "
-    "in the language of the question, using the exact figures from the results."
+    "or the shop database; general knowledge, translation and writing need no tool, answer them "
+    "directly. Call one tool at a time. When a tool result is not enough - a figure was looked up and "
+    "still has to be computed - call the next tool with the values from the results. When the results "
+    "answer the question, answer in one or two sentences using the exact figures from the results, in "
+    "the language of the question unless it asks for another."
 )
 
 MAX_TOOL_CALLS = 3

@@ -368,6 +368,7 @@ def evaluate_agent(
             # One retry is fine (a query that matched nothing, asked again); a loop is not.
             "right_tools": set(called) == set(expected) and len(called) <= len(expected) + 1,
             "valid_args": valid,
+            "steps": run["steps"],
             "answer": run["answer"],
             "answer_ok": answer_holds(run["answer"], item["answer"]),
             "model_calls": run["model_calls"],

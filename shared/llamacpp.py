@@ -57,9 +57,27 @@ class _Engine:
     render: Callable[[list[dict[str, Any]]], str]
     eog: Callable[[int], bool]
     lock: threading.Lock = field(default_factory=threading.Lock)
+    saved_prefix: tuple[tuple[int, ...], Any] | None = None
 
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def warm(self, prefix: list[int]) -> None:
+        """Make the KV cache hold ``prefix``, restoring a saved copy instead of recomputing it.
+
+        Call with ``lock`` held. llama.cpp already skips the part of a prompt that matches the
+        cache, but the cache holds one sequence: an answer in between evicts the tool prompt.
+        Saving the state once the tool prompt is evaluated lets every later decision start there.
+        """
+        llm, key = self.llm, tuple(prefix)
+        if llm.n_tokens >= len(prefix) and tuple(llm.input_ids[: len(prefix)]) == key:
+            return
+        if self.saved_prefix and self.saved_prefix[0] == key:
+            llm.load_state(self.saved_prefix[1])
+            return
+        llm.reset()
+        llm.eval(prefix)
+        self.saved_prefix = (key, llm.save_state())
 
 
 _ENGINES: dict[tuple[str, int], _Engine] = {}
@@ -224,6 +242,18 @@ def _decision_schema(tools: list[dict[str, Any]], allow_answer: bool, max_string
     return {"anyOf": options} if len(options) > 1 else options[0]
 
 
+# In an agent's later rounds the usual mistakes are calling the same tool again, or answering
+# before a figure that was looked up has been computed with. This note follows the tool results
+# (the system prompt stays the same in every round, so its computed state can be reused).
+FOLLOW_UP_NOTE = (
+    "The tool results above are for the last user message. Most questions need one tool: if the "
+    'results hold what was asked, reply with {"action": "answer"}. Only if the question still needs a '
+    "step they do not give - most often a calculation on a figure they contain - reply with "
+    '{"action": "<tool name>", "args": {...}} for that step, taking the values from the results. '
+    "Never repeat a call that was already made."
+)
+
+
 def _has_tool_results(messages: Sequence[BaseMessage]) -> bool:
     """Whether tools already answered since the last user message (a later round of a loop)."""
     for message in reversed(messages):
@@ -234,7 +264,7 @@ def _has_tool_results(messages: Sequence[BaseMessage]) -> bool:
     return False
 
 
-def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool, follow_up: bool = False) -> str:
+def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool) -> str:
     lines = ["You can use these tools:"]
     for tool in tools:
         fn = tool["function"]
@@ -244,16 +274,6 @@ def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool, follow_up:
         lines.extend(f"    {name}: {spec['description']}" for name, spec in props.items() if spec.get("description"))
     lines.append("")
     lines.append("Decide what the last user message needs.")
-    if follow_up and allow_answer:
-        # Note: in an agent's later rounds the usual mistakes are calling the same tool again,
-        # or answering before a figure that was looked up has been computed with.
-        lines.append(
-            'Tool results for it are above. If they answer it, reply with {"action": "answer"}. '
-            "If it still needs a step they do not give - most often a calculation on a figure they "
-            'contain - reply with {"action": "<tool name>", "args": {...}} for that step, taking the '
-            "values from the results. Never repeat a call that was already made."
-        )
-        return "\n".join(lines)
     lines.append(
         'If one tool fits it, reply with {"action": "<tool name>", "args": {...}}, '
         "taking the argument values from the message."
@@ -382,8 +402,12 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         grammar: Any = None,
         temperature: float | None = None,
         seed: int | None = None,
+        keep: int = 0,
     ) -> Iterator[tuple[str, dict[str, Any] | None]]:
         """Yield ``(text, None)`` pieces as tokens arrive, then ``("", stats)`` once done.
+
+        ``keep``: the length of a prompt prefix worth keeping computed across calls (see
+        ``_Engine.warm``).
 
         The loop runs over llama.cpp's token generator directly, so the token counts are exact
         and text is decoded incrementally (a multi-byte character split across tokens is held
@@ -394,6 +418,8 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         held, produced, finish = "", 0, "length"
         with engine.lock:
+            if keep:
+                engine.warm(prompt[:keep])
             engine.llm.set_seed(self.seed if seed is None else seed)
             tokens = engine.llm.generate(
                 prompt,
@@ -449,13 +475,22 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         if tool_choice == "none":
             return {"decision": {"action": ANSWER_ACTION}, "usage": None}
         schema = _decision_schema(tools, allow_answer, max_string=400)
-        note = _decision_prompt(tools, allow_answer, _has_tool_results(messages))
-        noted = _with_system_note(_as_decisions(messages), note)
-        turns = _example_turns(examples, [tool["function"]["name"] for tool in tools])
-        prompt = self._prompt_tokens([noted[0], *turns, *noted[1:]], DECISION_MAX_TOKENS)
+        noted = _with_system_note(_as_decisions(messages), _decision_prompt(tools, allow_answer))
+        head = [noted[0], *_example_turns(examples, [tool["function"]["name"] for tool in tools])]
+        follow_up = [SystemMessage(FOLLOW_UP_NOTE)] if allow_answer and _has_tool_results(messages) else []
+        prompt = self._prompt_tokens([*head, *noted[1:], *follow_up], DECISION_MAX_TOKENS)
+        # The system prompt, tool descriptions and examples are the same for every question:
+        # their computed state is kept, so a decision only pays for the conversation.
+        head_tokens = self.engine.tokenize(self.engine.render(_to_chat_dicts(head)))
+        shared = next((i for i, (a, b) in enumerate(zip(prompt, head_tokens)) if a != b), len(head_tokens))
         text, stats = "", {}
         for piece, info in self._complete(
-            prompt, max_tokens=DECISION_MAX_TOKENS, stop=None, grammar=_grammar(json.dumps(schema)), temperature=0.0
+            prompt,
+            max_tokens=DECISION_MAX_TOKENS,
+            stop=None,
+            grammar=_grammar(json.dumps(schema)),
+            temperature=0.0,
+            keep=shared,
         ):
             text += piece
             stats = info or stats

@@ -12,7 +12,10 @@ from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
 from shared.llamacpp import (
+    FOLLOW_UP_NOTE,
     ContextOverflowError,
+    LlamaCppChatModel,
+    _as_decisions,
     _decision_prompt,
     _decision_schema,
     _example_turns,
@@ -83,6 +86,68 @@ def test_few_shot_examples_become_chat_turns_for_bound_tools_only():
         ("human", "6 times 7?"), ("ai", '{"action": "calculator", "args": {"expression": "6 * 7"}}'),
         ("human", "A poem?"), ("ai", '{"action": "answer"}'),
     ]
+
+
+def test_examples_with_a_result_show_a_second_round():
+    examples = [
+        {"question": "4 speakers at the database price?", "action": "sql_query", "args": {"query": "SELECT 1"},
+         "result": "price_won\n69000", "next": {"action": "calculator", "args": {"expression": "69000 * 4"}}},
+        {"question": "Stock of lamps?", "action": "sql_query", "args": {"query": "SELECT 2"},
+         "result": "stock\n0", "next": {"action": "answer"}},
+    ]
+    turns = _example_turns(examples, ["sql_query"])  # the first needs calculator too: dropped
+    assert [(m.type, m.text) for m in turns] == [
+        ("human", "Stock of lamps?"), ("ai", '{"action": "sql_query", "args": {"query": "SELECT 2"}}'),
+        ("tool", "stock\n0"), ("ai", '{"action": "answer"}'),
+    ]
+
+
+def test_earlier_tool_calls_read_as_decisions():
+    call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "c1", "type": "tool_call"}
+    history = [HumanMessage("q"), AIMessage("", tool_calls=[call]), ToolMessage("4", tool_call_id="c1")]
+    assert [m.text for m in _as_decisions(history)] == ["q", '{"action": "calculator", "args": {"expression": "2+2"}}', "4"]
+
+
+class _FakeEngine:
+    """Stands in for llama.cpp: records prompts, keeps the tool prompt's state like ``_Engine``."""
+
+    def __init__(self):
+        self.kept, self.prompts = [], []
+        self.lock = threading.Lock()
+        self.n_ctx = 8192
+
+    def render(self, messages):
+        return "".join(f"<{m['role']}>{m['content']}|" for m in messages) + "<assistant>"
+
+    def tokenize(self, text):
+        return [ord(c) for c in text]
+
+    def warm(self, prefix):
+        self.kept.append("".join(map(chr, prefix)))
+
+
+def test_decision_keeps_the_tool_prompt_and_notes_tool_results_last(monkeypatch):
+    model = LlamaCppChatModel(model_path="unused.gguf")
+    engine = _FakeEngine()
+    model._engine = engine
+
+    def complete(prompt, **kwargs):
+        engine.prompts.append("".join(map(chr, prompt)))
+        engine.warm(prompt[: kwargs["keep"]])
+        yield '{"action": "answer"}', None
+        yield "", {"usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
+
+    monkeypatch.setattr(model, "_complete", complete)
+    call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "c1", "type": "tool_call"}
+    first = [SystemMessage("sys"), HumanMessage("2+2?")]
+    later = [*first, AIMessage("", tool_calls=[call]), ToolMessage("4", tool_call_id="c1")]
+    model._decide(first, openai_tools(), None)
+    model._decide(later, openai_tools(), None)
+    # Both rounds start with the same system prompt; only the later one ends with the note.
+    assert engine.kept[0] == engine.kept[1] and engine.kept[0].startswith("<system>sys")
+    assert engine.prompts[0].startswith(engine.kept[0]) and "2+2?" not in engine.kept[0]
+    assert FOLLOW_UP_NOTE not in engine.prompts[0]
+    assert engine.prompts[1].endswith(f"<system>{FOLLOW_UP_NOTE}|<assistant>")
 
 
 def test_system_note_is_appended_or_added():
