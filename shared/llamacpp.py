@@ -40,6 +40,7 @@ from shared.errors import RoadmapError
 from shared.structured import JsonSchemaChatModel
 
 DECISION_MAX_TOKENS = 256
+SAVED_PROMPTS = 2
 ANSWER_ACTION = "answer"
 
 
@@ -57,7 +58,7 @@ class _Engine:
     render: Callable[[list[dict[str, Any]]], str]
     eog: Callable[[int], bool]
     lock: threading.Lock = field(default_factory=threading.Lock)
-    saved_prefix: tuple[tuple[int, ...], Any] | None = None
+    saved: dict[tuple[int, ...], Any] = field(default_factory=dict)
 
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
@@ -72,12 +73,15 @@ class _Engine:
         llm, key = self.llm, tuple(prefix)
         if llm.n_tokens >= len(prefix) and tuple(llm.input_ids[: len(prefix)]) == key:
             return
-        if self.saved_prefix and self.saved_prefix[0] == key:
-            llm.load_state(self.saved_prefix[1])
+        if key in self.saved:
+            llm.load_state(self.saved[key])
             return
         llm.reset()
         llm.eval(prefix)
-        self.saved_prefix = (key, llm.save_state())
+        # Two states: an agent's first-round and later-round tool prompts (the oldest goes).
+        if len(self.saved) >= SAVED_PROMPTS:
+            self.saved.pop(next(iter(self.saved)))
+        self.saved[key] = llm.save_state()
 
 
 _ENGINES: dict[tuple[str, int], _Engine] = {}
@@ -243,14 +247,14 @@ def _decision_schema(tools: list[dict[str, Any]], allow_answer: bool, max_string
 
 
 # In an agent's later rounds the usual mistakes are calling the same tool again, or answering
-# before a figure that was looked up has been computed with. This note follows the tool results
-# (the system prompt stays the same in every round, so its computed state can be reused).
+# before a figure that was looked up has been computed with. Once tool results are in, this
+# replaces the first round's instructions (a note after the results, with the first round's
+# instructions kept, was measured too: the model then never chained a second tool).
 FOLLOW_UP_NOTE = (
-    "The tool results above are for the last user message. Most questions need one tool: if the "
-    'results hold what was asked, reply with {"action": "answer"}. Only if the question still needs a '
-    "step they do not give - most often a calculation on a figure they contain - reply with "
-    '{"action": "<tool name>", "args": {...}} for that step, taking the values from the results. '
-    "Never repeat a call that was already made."
+    'Tool results for it are above. If they answer it, reply with {"action": "answer"}. '
+    "If it still needs a step they do not give - most often a calculation on a figure they "
+    'contain - reply with {"action": "<tool name>", "args": {...}} for that step, taking the '
+    "values from the results. Never repeat a call that was already made."
 )
 
 
@@ -264,7 +268,7 @@ def _has_tool_results(messages: Sequence[BaseMessage]) -> bool:
     return False
 
 
-def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool) -> str:
+def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool, follow_up: bool = False) -> str:
     lines = ["You can use these tools:"]
     for tool in tools:
         fn = tool["function"]
@@ -274,14 +278,16 @@ def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool) -> str:
         lines.extend(f"    {name}: {spec['description']}" for name, spec in props.items() if spec.get("description"))
     lines.append("")
     lines.append("Decide what the last user message needs.")
+    if follow_up and allow_answer:
+        lines.append(FOLLOW_UP_NOTE)
+        return "\n".join(lines)
     lines.append(
         'If one tool fits it, reply with {"action": "<tool name>", "args": {...}}, '
         "taking the argument values from the message."
     )
     if allow_answer:
         lines.append(
-            "If no tool fits (writing, translating, general knowledge), or the tool results above already "
-            'answer it, reply with {"action": "answer"}.'
+            'If no tool fits (writing, translating, general knowledge), reply with {"action": "answer"}.'
         )
     return "\n".join(lines)
 
@@ -475,12 +481,13 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         if tool_choice == "none":
             return {"decision": {"action": ANSWER_ACTION}, "usage": None}
         schema = _decision_schema(tools, allow_answer, max_string=400)
-        noted = _with_system_note(_as_decisions(messages), _decision_prompt(tools, allow_answer))
+        note = _decision_prompt(tools, allow_answer, follow_up=_has_tool_results(messages))
+        noted = _with_system_note(_as_decisions(messages), note)
         head = [noted[0], *_example_turns(examples, [tool["function"]["name"] for tool in tools])]
-        follow_up = [SystemMessage(FOLLOW_UP_NOTE)] if allow_answer and _has_tool_results(messages) else []
-        prompt = self._prompt_tokens([*head, *noted[1:], *follow_up], DECISION_MAX_TOKENS)
-        # The system prompt, tool descriptions and examples are the same for every question:
-        # their computed state is kept, so a decision only pays for the conversation.
+        prompt = self._prompt_tokens([*head, *noted[1:]], DECISION_MAX_TOKENS)
+        # The system prompt, tool descriptions and examples are the same for every question
+        # (one version for first rounds, one for later rounds): their computed state is kept,
+        # so a decision only pays for the conversation.
         head_tokens = self.engine.tokenize(self.engine.render(_to_chat_dicts(head)))
         shared = next((i for i, (a, b) in enumerate(zip(prompt, head_tokens)) if a != b), len(head_tokens))
         text, stats = "", {}

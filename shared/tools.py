@@ -126,7 +126,9 @@ def find_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        matches = [zone for zone in _zone_names() if zone.lower().endswith("/" + text.lower())]
+        # A bare city, or a city under the wrong area ("Canada/Toronto"): match the city part.
+        city = text.rsplit("/", 1)[-1].lower()
+        matches = [zone for zone in _zone_names() if zone.lower().endswith("/" + city)]
         if text and matches:
             return ZoneInfo(sorted(matches)[0])
     raise ValueError(f"unknown time zone {name!r}; write an IANA name as Area/City, like Asia/Seoul or Europe/Berlin, or UTC")

@@ -126,7 +126,7 @@ class _FakeEngine:
         self.kept.append("".join(map(chr, prefix)))
 
 
-def test_decision_keeps_the_tool_prompt_and_notes_tool_results_last(monkeypatch):
+def test_decision_keeps_the_tool_prompt_and_follows_up_after_tool_results(monkeypatch):
     model = LlamaCppChatModel(model_path="unused.gguf")
     engine = _FakeEngine()
     model._engine = engine
@@ -143,11 +143,12 @@ def test_decision_keeps_the_tool_prompt_and_notes_tool_results_last(monkeypatch)
     later = [*first, AIMessage("", tool_calls=[call]), ToolMessage("4", tool_call_id="c1")]
     model._decide(first, openai_tools(), None)
     model._decide(later, openai_tools(), None)
-    # Both rounds start with the same system prompt; only the later one ends with the note.
-    assert engine.kept[0] == engine.kept[1] and engine.kept[0].startswith("<system>sys")
-    assert engine.prompts[0].startswith(engine.kept[0]) and "2+2?" not in engine.kept[0]
-    assert FOLLOW_UP_NOTE not in engine.prompts[0]
-    assert engine.prompts[1].endswith(f"<system>{FOLLOW_UP_NOTE}|<assistant>")
+    # Each round's tool prompt (system prompt, tools, examples) is kept; the conversation is not.
+    assert all(p.startswith(k) and "2+2?" not in k for p, k in zip(engine.prompts, engine.kept))
+    assert engine.kept[0].startswith("<system>sys") and engine.kept[1].startswith("<system>sys")
+    # Once tool results are in, the follow-up instructions replace the first round's.
+    assert FOLLOW_UP_NOTE not in engine.prompts[0] and FOLLOW_UP_NOTE in engine.kept[1]
+    assert "If one tool fits it" in engine.kept[0] and "If one tool fits it" not in engine.kept[1]
 
 
 def test_system_note_is_appended_or_added():

@@ -20,6 +20,7 @@ from shared.tools import (
     calculator,
     convert,
     current_time,
+    make_current_time,
     describe_time,
     make_search_docs,
     sql_query,
@@ -85,6 +86,13 @@ def test_describe_time_in_a_zone_and_by_bare_city():
     assert describe_time("Asia/Seoul", noon_utc) == "Saturday 2026-11-28 12:00:00 KST (Asia/Seoul, UTC+09:00)"
     assert "(America/New_York, UTC-05:00)" in describe_time("new york", noon_utc)
     assert current_time.invoke({}).endswith("(UTC, UTC+00:00)")
+    # A model's guess of the area can be wrong; the city still finds its zone.
+    assert "(America/Toronto, UTC-05:00)" in describe_time("Canada/Toronto", noon_utc)
+
+
+def test_current_time_reads_an_injected_clock():
+    frozen = make_current_time(lambda: datetime(2026, 11, 28, 9, 30, tzinfo=ZoneInfo("UTC")))
+    assert frozen.invoke({"timezone": "Asia/Tokyo"}) == "Saturday 2026-11-28 18:30:00 JST (Asia/Tokyo, UTC+09:00)"
 
 
 def test_unknown_time_zone_explains_how_to_write_one():
