@@ -120,7 +120,7 @@ E2E_QUESTIONS = [
     ("What is 4821 times 379?", "calculator", "1827159"),
     ("What time is it in Tokyo right now?", "current_time", "18:30"),
     ("Convert 100 kilometres to miles.", "unit_convert", "62.1"),
-    ("How long is the Breeze fan's motor covered if the fan is registered in the app?", "search_docs", "5"),
+    ("How many days do I have to return an unused product to Maru?", "search_docs", "30"),
     ("How many Haneul kettles are in stock right now?", "sql_query", "23"),
 ]
 
