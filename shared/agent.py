@@ -1,7 +1,7 @@
 """The agent of step 6: LangChain 1.x ``create_agent`` over the step 5 tools, bounded by middleware.
 
 The agent is a loop: the model decides (answer, or call a tool), the tool runs, its result goes
-back to the model, and the model decides again - until it answers. Four middlewares keep that
+back to the model, and the model decides again - until it answers. Five middlewares keep that
 loop dependable on a small local model:
 
 * ``ToolExamples`` - shows the model a few decisions as earlier chat turns (``tool_examples``);
@@ -9,6 +9,7 @@ loop dependable on a small local model:
 * ``ToolBudget`` - after ``max_tool_calls`` tool calls in one question, or when the model asks
   for a call it has already made, the model must answer from what it has (``tool_choice="none"``);
 * ``ModelCallLimitMiddleware`` (LangChain's own) - a hard stop after ``max_model_calls``;
+* ``TrimHistory`` - drops the oldest turns of a long thread so the prompt fits the context;
 * ``ToolErrorMiddleware`` (LangChain's own) - a tool that fails sends its error back to the
   model as a ``ToolMessage`` instead of ending the run.
 
