@@ -11,6 +11,21 @@ from shared.errors import RoadmapError
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
 
+def read_lines(path: Path, missing_hint: str = "give the path of a .jsonl file") -> list[str]:
+    """The lines of a UTF-8 text file.
+
+    Raises:
+        RoadmapError: The file is missing (the message ends with ``missing_hint``), unreadable,
+            or not UTF-8.
+    """
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise RoadmapError(f"{path} does not exist; {missing_hint}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RoadmapError(f"cannot read {path}: {exc}; it must be UTF-8 text") from None
+
+
 def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Read a JSONL file: one JSON object per line, blank lines ignored.
 
@@ -25,12 +40,7 @@ def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, Any
         RoadmapError: The file is missing, unreadable, empty, or a line is not an object with
             the required keys (the message names the line number).
     """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise RoadmapError(f"{path} does not exist; give the path of a .jsonl file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RoadmapError(f"cannot read {path}: {exc}") from None
+    lines = read_lines(path)
     rows = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.datasets import read_lines
 from shared.errors import RoadmapError
 from shared.models import choose
 from shared.settings import FT_PRICE_ENV
@@ -270,12 +271,7 @@ def validate_file(
     Raises:
         RoadmapError: The file is missing or unreadable.
     """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise RoadmapError(f"{path} does not exist; give a .jsonl file, or build one with: roadmap finetune build") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RoadmapError(f"cannot read {path}: {exc}; fine-tuning data must be UTF-8 JSONL") from None
+    lines = read_lines(path, "give a .jsonl file, or build one with: roadmap finetune build")
     report = ValidationReport(path=path, counter=counter.label, limit=limit or counter.limit, epochs=epochs)
     seen: set[str] = set()
     for number, line in enumerate(lines, start=1):
