@@ -1,9 +1,11 @@
 """The agent of step 6: LangChain 1.x ``create_agent`` over the step 5 tools, bounded by middleware.
 
 The agent is a loop: the model decides (answer, or call a tool), the tool runs, its result goes
-back to the model, and the model decides again - until it answers. Five middlewares keep that
+back to the model, and the model decides again - until it answers. Six middlewares keep that
 loop dependable on a small local model:
 
+* ``FollowPlan`` - the model's first decision names every tool the question needs (its plan);
+  later rounds may only call the next planned tool, and answer once the plan is done;
 * ``ToolExamples`` - shows the model a few decisions as earlier chat turns (``tool_examples``);
   the embedded llama.cpp model reads them, hosted models are not sent them;
 * ``ToolBudget`` - after ``max_tool_calls`` tool calls in one question, or when the model asks
@@ -55,8 +57,8 @@ AGENT_SYSTEM = (
     "or the shop database; general knowledge, translation and writing need no tool, answer them "
     "directly. Call one tool at a time. When a tool result is not enough - a figure was looked up and "
     "still has to be computed - call the next tool with the values from the results. When the results "
-    "answer the question, answer in one or two sentences using the exact figures from the results, in "
-    "the language of the question unless it asks for another."
+    "answer the question, answer in one or two sentences using the exact names and figures from the "
+    "results, in the language of the question unless it asks for another."
 )
 
 MAX_TOOL_CALLS = 3
@@ -95,6 +97,34 @@ class ToolExamples(AgentMiddleware):
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:
         return handler(request.override(model_settings={**request.model_settings, "tool_examples": self.examples}))
+
+
+class FollowPlan(AgentMiddleware):
+    """Let the model plan its tools in its first decision, then hold it to that plan.
+
+    The first model call of a question is asked for a plan (``tool_plan``): the tools the
+    question needs, in order, written before the first call. The model's tool-call message
+    carries it as ``additional_kwargs["plan"]``. In later rounds the next planned tool is the
+    only tool the model may call (``tool_choice``), and once the plan is done it must answer
+    (``"none"``): no forgotten second step, no needless third. After a tool error the model
+    chooses freely, so it can retry or answer. A model that does not plan (hosted models
+    call tools natively, and plan on their own) is left alone.
+    """
+
+    def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:
+        request = request.override(model_settings={**request.model_settings, "tool_plan": True})
+        loop = _this_question(request.messages)
+        calls = [m for m in loop if isinstance(m, AIMessage) and m.tool_calls]
+        plan = calls[0].additional_kwargs.get("plan") if calls else None
+        results = [m for m in loop if isinstance(m, ToolMessage)]
+        if plan is None or (results and results[-1].status == "error"):
+            return handler(request)
+        done = sum(result.status != "error" for result in results)
+        if done >= len(plan):
+            return handler(request.override(tool_choice="none"))
+        # The planned tool, or the answer: a result may already hold what the next step was for.
+        allowed = {"mode": "auto", "tools": [{"type": "function", "function": {"name": plan[done]}}]}
+        return handler(request.override(tool_choice={"type": "allowed_tools", "allowed_tools": allowed}))
 
 
 class ToolBudget(AgentMiddleware):
@@ -163,6 +193,7 @@ def build_agent(
     examples: Sequence[dict[str, Any]] = TOOL_EXAMPLES,
     max_tool_calls: int = MAX_TOOL_CALLS,
     max_model_calls: int = MAX_MODEL_CALLS,
+    plan: bool = True,
 ) -> Any:
     """Build the step 6 agent.
 
@@ -177,6 +208,8 @@ def build_agent(
         max_tool_calls: Most tool calls per question; then the model must answer.
         max_model_calls: Most model calls per question; a hard stop if the model still has
             not answered.
+        plan: Ask a model that can plan (the embedded one) for the tools a question needs
+            before its first call, and hold it to that plan (``FollowPlan``).
 
     Returns:
         The compiled agent graph (``invoke``/``stream`` with ``{"messages": [...]}``).
@@ -197,6 +230,7 @@ def build_agent(
         middleware=[
             ModelCallLimitMiddleware(run_limit=max_model_calls, exit_behavior="end"),
             ToolBudget(max_tool_calls),
+            *([FollowPlan()] if plan else []),
             ToolExamples(examples),
             TrimHistory(),
             ToolErrorMiddleware(_tool_error),
@@ -209,8 +243,8 @@ def build_agent(
 class EventPrinter:
     """An ``on_event`` sink that prints the agent's work as it happens.
 
-    Tool calls show as ``-> tool(arg=value)``, results as ``<- text`` (cut to ``width``
-    characters), and the answer streams after ``answer: ``.
+    A plan shows as ``plan: tool -> tool``, tool calls as ``-> tool(arg=value)``, results as
+    ``<- text`` (cut to ``width`` characters), and the answer streams after ``answer: ``.
 
     Args:
         out: Where to print (default: stdout).
@@ -223,7 +257,9 @@ class EventPrinter:
         self.answering = False
 
     def __call__(self, event: Event) -> None:
-        if event["type"] == "tool_call":
+        if event["type"] == "plan":
+            self.out.write(f"  plan: {' -> '.join(event['tools'])}\n")
+        elif event["type"] == "tool_call":
             args = ", ".join(f"{name}={value!r}" for name, value in event["args"].items())
             self.out.write(f"  -> {event['tool']}({args})\n")
         elif event["type"] == "tool_result":
@@ -263,7 +299,8 @@ def run_agent(
         question: The user's question.
         thread: A conversation id; needs an agent built with a checkpointer (``None``: a
             one-off question).
-        on_event: Called as things happen, with ``{"type": "tool_call", "tool", "args"}``,
+        on_event: Called as things happen, with ``{"type": "plan", "tools"}`` (a model that
+            plans, before its first call), ``{"type": "tool_call", "tool", "args"}``,
             ``{"type": "tool_result", "tool", "result", "status"}`` and
             ``{"type": "token", "text"}`` (the answer, as it streams).
         callbacks: Extra callback handlers for the model calls (a ``Meter``, say).
@@ -296,6 +333,8 @@ def run_agent(
         for update in payload.values():
             for message in (update or {}).get("messages", []):
                 if isinstance(message, AIMessage):
+                    if "plan" in message.additional_kwargs:
+                        emit({"type": "plan", "tools": list(message.additional_kwargs["plan"])})
                     for call in message.tool_calls:
                         pending[call["id"]] = {"tool": call["name"], "args": call["args"]}
                         emit({"type": "tool_call", "tool": call["name"], "args": call["args"]})

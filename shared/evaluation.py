@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -300,20 +301,34 @@ def format_table(rows: list[dict[str, Any]], columns: list[Column]) -> str:
 
 def load_agent_set(path: Path, tool_names: Sequence[str]) -> list[dict[str, Any]]:
     """Read an agent evaluation set: JSONL with ``id``, ``question``, ``expected_tools`` (the
-    tools a good run calls, ``[]`` for none), ``answer`` (fragments the final answer must
-    contain; ``a|b`` accepts either) and optionally ``split`` (``dev``/``test``; default ``dev``).
+    tools a good run calls, ``[]`` for none; ``a|b`` where either tool is right), ``answer``
+    (fragments the final answer must contain; ``a|b`` accepts either) and optionally ``split``
+    (``dev``/``test``; default ``dev``).
 
     Raises:
         RoadmapError: The file is missing, a line lacks a field, or names an unknown tool.
     """
     items = read_jsonl(path, required=AGENT_EVAL_FIELDS)
     for item in items:
-        unknown = [name for name in item["expected_tools"] if name not in tool_names]
+        unknown = [name for slot in item["expected_tools"] for name in slot.split("|") if name not in tool_names]
         if unknown:
             raise RoadmapError(f"{path}: question {item['id']} expects unknown tool(s) {', '.join(unknown)}; "
                                f"the tools are: {', '.join(tool_names)}")
         item.setdefault("split", "dev")
     return items
+
+
+def tools_match(called: Sequence[str], expected: Sequence[str]) -> bool:
+    """Whether the tools called are the expected ones, in any order (``a|b``: either tool);
+    one call repeated is fine (a query that matched nothing, asked again), a loop is not.
+
+    Example:
+        >>> tools_match(["search_docs", "unit_convert"], ["search_docs", "calculator|unit_convert"])
+        True
+    """
+    if len(called) > len(expected) + 1:
+        return False
+    return any(set(called) == set(choice) for choice in product(*(slot.split("|") for slot in expected)))
 
 
 def _plain(text: str) -> str:
@@ -365,8 +380,7 @@ def evaluate_agent(
             "question": item["question"],
             "expected_tools": expected,
             "called": called,
-            # One retry is fine (a query that matched nothing, asked again); a loop is not.
-            "right_tools": set(called) == set(expected) and len(called) <= len(expected) + 1,
+            "right_tools": tools_match(called, expected),
             "valid_args": valid,
             "steps": run["steps"],
             "answer": run["answer"],

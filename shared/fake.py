@@ -134,6 +134,7 @@ class ScriptedChatModel(JsonSchemaChatModel):
                     "output_tokens": _count(reply.text),
                     "total_tokens": prompt_words + _count(reply.text),
                 },
+                additional_kwargs=dict(reply.additional_kwargs),
                 response_metadata={"finish_reason": "tool_calls" if reply.tool_calls else "stop", "model_name": "fake"},
                 chunk_position="last",
             )

@@ -214,8 +214,14 @@ def _to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     return out
 
 
-def _decision_schema(tools: list[dict[str, Any]], allow_answer: bool, max_string: int) -> dict[str, Any]:
-    """A JSON schema admitting exactly one tool call for the bound tools, or an answer."""
+def _decision_schema(
+    tools: list[dict[str, Any]], allow_answer: bool, max_string: int, plan_tools: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A JSON schema admitting exactly one tool call for the bound tools, or an answer.
+
+    With ``plan_tools`` a tool call ends with its plan: ``"then"`` is ``"answer"``, or the
+    tool (another of ``plan_tools``) that must work on its result.
+    """
 
     def cap_strings(schema: Any) -> Any:
         # Note: small models sometimes never close a string; a length cap keeps the
@@ -234,13 +240,10 @@ def _decision_schema(tools: list[dict[str, Any]], allow_answer: bool, max_string
         fn = tool["function"]
         params = cap_strings(fn.get("parameters") or {"type": "object", "properties": {}})
         params = {k: v for k, v in params.items() if k not in ("title", "description")}
-        options.append(
-            {
-                "type": "object",
-                "properties": {"action": {"const": fn["name"]}, "args": params},
-                "required": ["action", "args"],
-            }
-        )
+        properties = {"action": {"const": fn["name"]}, "args": params}
+        if plan_tools:
+            properties["then"] = {"enum": [ANSWER_ACTION, *(then for then in plan_tools if then != fn["name"])]}
+        options.append({"type": "object", "properties": properties, "required": list(properties)})
     if allow_answer:
         options.append({"type": "object", "properties": {"action": {"const": ANSWER_ACTION}}, "required": ["action"]})
     return {"anyOf": options} if len(options) > 1 else options[0]
@@ -268,7 +271,18 @@ def _has_tool_results(messages: Sequence[BaseMessage]) -> bool:
     return False
 
 
-def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool, follow_up: bool = False) -> str:
+# With a plan (an agent's first round), a tool call also says what comes after its result:
+# the answer, or one more tool; the agent then holds the model to it (``FollowPlan``).
+PLAN_NOTE = (
+    'If one tool fits it, reply with {"action": "<tool name>", "args": {...}, "then": "answer"}, '
+    "taking the argument values from the message. Only when the message itself asks for more than "
+    "that tool finds - a figure it finds computed or converted into other units, or the time in a "
+    'place it finds - "then" names the tool for that step instead of "answer". If no tool fits '
+    '(writing, translating, general knowledge), reply with {"action": "answer"}.'
+)
+
+
+def _decision_prompt(tools: list[dict[str, Any]], follow_up: bool = False, plan: bool = False) -> str:
     lines = ["You can use these tools:"]
     for tool in tools:
         fn = tool["function"]
@@ -278,31 +292,39 @@ def _decision_prompt(tools: list[dict[str, Any]], allow_answer: bool, follow_up:
         lines.extend(f"    {name}: {spec['description']}" for name, spec in props.items() if spec.get("description"))
     lines.append("")
     lines.append("Decide what the last user message needs.")
-    if follow_up and allow_answer:
+    if follow_up:
         lines.append(FOLLOW_UP_NOTE)
-        return "\n".join(lines)
-    lines.append(
-        'If one tool fits it, reply with {"action": "<tool name>", "args": {...}}, '
-        "taking the argument values from the message."
-    )
-    if allow_answer:
+    elif plan:
+        lines.append(PLAN_NOTE)
+    else:
+        lines.append(
+            'If one tool fits it, reply with {"action": "<tool name>", "args": {...}}, '
+            "taking the argument values from the message."
+        )
         lines.append(
             'If no tool fits (writing, translating, general knowledge), reply with {"action": "answer"}.'
         )
     return "\n".join(lines)
 
 
-def _decision_text(action: str, args: dict[str, Any] | None = None) -> str:
-    reply = {"action": action} if action == ANSWER_ACTION else {"action": action, "args": args or {}}
+def _decision_text(action: str, args: dict[str, Any] | None = None, plan: Sequence[str] | None = None) -> str:
+    """A decision as the model writes it; ``plan`` (the tools of a planned first call, this
+    one first) adds what comes after this call."""
+    if action == ANSWER_ACTION:
+        return json.dumps({"action": action})
+    reply: dict[str, Any] = {"action": action, "args": args or {}}
+    if plan is not None:
+        reply["then"] = plan[1] if len(plan) > 1 else ANSWER_ACTION
     return json.dumps(reply, ensure_ascii=False)
 
 
-def _example_turns(examples: Sequence[dict[str, Any]], names: Sequence[str]) -> list[BaseMessage]:
+def _example_turns(examples: Sequence[dict[str, Any]], names: Sequence[str], plan: bool = False) -> list[BaseMessage]:
     """Few-shot decisions as chat turns: the question, then the decision JSON as the reply.
 
     An example with a ``result`` (what the tool returned) and a ``next`` decision
     (``{"action", "args"}``) shows a second round: the result as a tool turn, then the next
-    decision - how to chain a second tool, or stop and answer.
+    decision - how to chain a second tool, or stop and answer. With ``plan``, each first
+    decision starts with the tools its example goes on to call.
     """
     turns: list[BaseMessage] = []
     for example in examples:
@@ -310,7 +332,8 @@ def _example_turns(examples: Sequence[dict[str, Any]], names: Sequence[str]) -> 
         actions = [step.get("action", ANSWER_ACTION) for step in steps]
         if any(action != ANSWER_ACTION and action not in names for action in actions):
             continue
-        turns += [HumanMessage(example["question"]), AIMessage(_decision_text(actions[0], example.get("args")))]
+        tools = [action for action in actions if action != ANSWER_ACTION] if plan else None
+        turns += [HumanMessage(example["question"]), AIMessage(_decision_text(actions[0], example.get("args"), tools))]
         if len(steps) == 2:
             turns += [ToolMessage(example["result"], tool_call_id="example"),
                       AIMessage(_decision_text(actions[1], steps[1].get("args")))]
@@ -321,7 +344,7 @@ def _as_decisions(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     """Earlier tool calls written as the decision JSON the examples use, so the history reads
     the same way as the examples (and as what the grammar will make the model write)."""
     return [
-        AIMessage(_decision_text(m.tool_calls[0]["name"], m.tool_calls[0]["args"]))
+        AIMessage(_decision_text(m.tool_calls[0]["name"], m.tool_calls[0]["args"], m.additional_kwargs.get("plan")))
         if isinstance(m, AIMessage) and m.tool_calls else m
         for m in messages
     ]
@@ -333,6 +356,29 @@ def _with_system_note(messages: Sequence[BaseMessage], note: str) -> list[BaseMe
     if messages and isinstance(messages[0], SystemMessage):
         return [SystemMessage(f"{messages[0].text}\n\n{note}"), *messages[1:]]
     return [SystemMessage(note), *messages]
+
+
+def _narrowed(tools: list[dict[str, Any]], tool_choice: Any) -> tuple[list[dict[str, Any]], bool]:
+    """The tools a decision may call under ``tool_choice``, and whether it may answer instead.
+
+    ``tool_choice`` as OpenAI takes it: ``None``/``"auto"``, ``"any"``/``"required"``, a tool
+    name, ``{"type": "function", "function": {"name"}}``, or ``{"type": "allowed_tools",
+    "allowed_tools": {"mode": "auto"|"required", "tools": [...]}}`` (a subset, answer allowed
+    in ``auto`` mode).
+    """
+
+    def named(wanted: set[str]) -> list[dict[str, Any]]:
+        return [tool for tool in tools if tool["function"]["name"] in wanted] or tools
+
+    if isinstance(tool_choice, str) and tool_choice not in ("auto", "any", "required"):
+        return named({tool_choice}), False
+    if isinstance(tool_choice, dict) and tool_choice.get("type") == "allowed_tools":
+        spec = tool_choice.get("allowed_tools", {})
+        wanted = {entry.get("function", {}).get("name") or entry.get("name") for entry in spec.get("tools", [])}
+        return named(wanted), spec.get("mode", "auto") == "auto"
+    if isinstance(tool_choice, dict):
+        return named({tool_choice.get("function", {}).get("name") or tool_choice.get("name")}), False
+    return tools, tool_choice in (None, "auto")
 
 
 class LlamaCppChatModel(JsonSchemaChatModel):
@@ -464,26 +510,26 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         tools: list[dict[str, Any]],
         tool_choice: Any,
         examples: Sequence[dict[str, Any]] = (),
+        plan: bool = False,
     ) -> dict:
         """Run the grammar-constrained decision; return the parsed JSON and token usage.
 
         ``examples`` (``[{"question", "action", "args"}]``, optionally with ``result`` and
         ``next``) are shown as earlier chat turns answered with the decision JSON, right after
-        the system prompt.
+        the system prompt. ``plan``: a first decision (no tool results yet) starts with the
+        list of tools the question needs. ``tool_choice`` narrows the grammar only: the prompt
+        always describes every bound tool, so it stays the same - and its computed state
+        reusable - whatever the choice.
         """
-        names = [tool["function"]["name"] for tool in tools]
-        if isinstance(tool_choice, str) and tool_choice in names:
-            tools = [tool for tool in tools if tool["function"]["name"] == tool_choice]
-        elif isinstance(tool_choice, dict):
-            wanted = tool_choice.get("function", {}).get("name") or tool_choice.get("name")
-            tools = [tool for tool in tools if tool["function"]["name"] == wanted] or tools
-        allow_answer = tool_choice in (None, "auto")
         if tool_choice == "none":
             return {"decision": {"action": ANSWER_ACTION}, "usage": None}
-        schema = _decision_schema(tools, allow_answer, max_string=400)
-        note = _decision_prompt(tools, allow_answer, follow_up=_has_tool_results(messages))
-        noted = _with_system_note(_as_decisions(messages), note)
-        head = [noted[0], *_example_turns(examples, [tool["function"]["name"] for tool in tools])]
+        names = [tool["function"]["name"] for tool in tools]
+        allowed, allow_answer = _narrowed(tools, tool_choice)
+        follow_up = _has_tool_results(messages)
+        plan = plan and not follow_up
+        schema = _decision_schema(allowed, allow_answer, max_string=400, plan_tools=names if plan else ())
+        noted = _with_system_note(_as_decisions(messages), _decision_prompt(tools, follow_up, plan))
+        head = [noted[0], *_example_turns(examples, names, plan)]
         prompt = self._prompt_tokens([*head, *noted[1:]], DECISION_MAX_TOKENS)
         # The system prompt, tool descriptions and examples are the same for every question
         # (one version for first rounds, one for later rounds): their computed state is kept,
@@ -506,6 +552,9 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         except ValueError:
             # Only a decision cut off by the token budget can fail to parse.
             decision = {"action": ANSWER_ACTION}
+        if "then" in decision:
+            then = decision.pop("then")
+            decision["plan"] = [decision["action"], *([then] if then != ANSWER_ACTION else [])]
         return {"decision": decision, "usage": stats["usage"]}
 
     def _stream(
@@ -520,7 +569,9 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         decision_usage = None
         tools = kwargs.get("tools")
         if tools:
-            outcome = self._decide(messages, tools, kwargs.get("tool_choice"), kwargs.get("tool_examples") or ())
+            outcome = self._decide(
+                messages, tools, kwargs.get("tool_choice"), kwargs.get("tool_examples") or (), bool(kwargs.get("tool_plan"))
+            )
             decision, decision_usage = outcome["decision"], outcome["usage"]
             if decision.get("action") != ANSWER_ACTION:
                 call_id = f"call_{uuid.uuid4().hex[:12]}"
@@ -531,6 +582,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
                         {"name": decision["action"], "args": json.dumps(args), "id": call_id, "index": 0}
                     ],
                     usage_metadata=decision_usage,
+                    additional_kwargs={"plan": decision["plan"]} if "plan" in decision else {},
                     response_metadata={"finish_reason": "tool_calls", "model_name": self.model_name},
                 )
                 yield ChatGenerationChunk(message=chunk)

@@ -19,9 +19,10 @@ class PortableChatOpenAI(ChatOpenAI):
     by OpenAI, vLLM, llama.cpp servers and Ollama alike, and gives the same parsed object.
     """
 
-    def bind_tools(self, tools: Any, *, tool_examples: Any = None, **kwargs: Any) -> Runnable:
-        # Note: few-shot tool decisions (``tool_examples``) steer small local models; hosted
-        # models choose well from the tool descriptions, so they are not sent.
+    def bind_tools(self, tools: Any, *, tool_examples: Any = None, tool_plan: bool = False, **kwargs: Any) -> Runnable:
+        # Note: few-shot tool decisions (``tool_examples``) and a planned first decision
+        # (``tool_plan``) steer small local models; hosted models choose well from the tool
+        # descriptions and plan with native tool calling, so neither is sent.
         return super().bind_tools(tools, **kwargs)
 
     def with_structured_output(self, schema: Any = None, *, method: str = "function_calling", **kwargs: Any) -> Runnable:

@@ -2,7 +2,7 @@
 
 * ``calculator`` - arithmetic through ``shared.calculator`` (an AST whitelist, never ``eval``);
 * ``current_time`` - the date and time now in an IANA time zone;
-* ``unit_convert`` - length, mass, temperature and volume;
+* ``unit_convert`` - length, mass, temperature, volume and duration;
 * ``search_docs`` - the knowledge base of step 3, returning numbered snippets with their source;
 * ``sql_query`` - one read-only ``SELECT`` on the shop database (``shared.shopdb``).
 
@@ -37,9 +37,11 @@ from shared.calculator import evaluate, format_number
 from shared.datasets import DATA_DIR
 from shared.shopdb import run_query
 
-SNIPPET_CHARS = 500
+# A whole chunk at the default chunk size (shared/documents.py): a cut snippet can end just
+# before the sentence that answers the question.
+SNIPPET_CHARS = 800
 
-# Each unit: (quantity, factor to the base unit). Base units: metre, kilogram, litre.
+# Each unit: (quantity, factor to the base unit). Base units: metre, kilogram, litre, second.
 # Temperature is not a factor away from a base, so it has its own formulas below.
 _UNITS: dict[str, tuple[str, float]] = {
     "mm": ("length", 0.001), "cm": ("length", 0.01), "m": ("length", 1.0), "km": ("length", 1000.0),
@@ -51,6 +53,8 @@ _UNITS: dict[str, tuple[str, float]] = {
     "m3": ("volume", 1000.0), "tsp": ("volume", 0.00492892159375), "tbsp": ("volume", 0.01478676478125),
     "floz": ("volume", 0.0295735295625), "cup": ("volume", 0.2365882365), "pt": ("volume", 0.473176473),
     "qt": ("volume", 0.946352946), "gal": ("volume", 3.785411784),
+    "s": ("duration", 1.0), "min": ("duration", 60.0), "h": ("duration", 3600.0), "day": ("duration", 86400.0),
+    "week": ("duration", 604800.0),
     "c": ("temperature", 0.0), "f": ("temperature", 0.0), "k": ("temperature", 0.0),
 }
 _ALIASES = {
@@ -61,6 +65,7 @@ _ALIASES = {
     "milliliter": "ml", "centiliter": "cl", "deciliter": "dl", "liter": "l", "cubicmeter": "m3", "m³": "m3",
     "teaspoon": "tsp", "tablespoon": "tbsp", "fluidounce": "floz", "pint": "pt", "quart": "qt", "gallon": "gal",
     "celsius": "c", "centigrade": "c", "fahrenheit": "f", "kelvin": "k",
+    "sec": "s", "second": "s", "minute": "min", "hour": "h", "hr": "h", "d": "day", "wk": "week",
 }
 _ABSOLUTE_ZERO = {"c": -273.15, "f": -459.67, "k": 0.0}
 
@@ -211,7 +216,7 @@ current_time = make_current_time()
 def unit_convert(
     value: float, from_unit: Annotated[str, Field(max_length=20)], to_unit: Annotated[str, Field(max_length=20)]
 ) -> str:
-    """Convert a quantity between units of length, mass, temperature or volume (metric, US and imperial). Use it when the question gives a value in one unit and asks for another unit. Not for currencies or prices, and not for arithmetic without units.
+    """Convert a quantity between units of length, mass, temperature, volume (metric, US and imperial) or duration (seconds to weeks). Use it when the question gives a value in one unit and asks for another unit. Not for currencies or prices, and not for arithmetic without units.
 
     Args:
         value: The number to convert.
@@ -223,7 +228,7 @@ def unit_convert(
 
 @tool(parse_docstring=True)
 def sql_query(query: Annotated[str, Field(max_length=400)]) -> str:
-    """Run one read-only SQL SELECT on the Maru shop database and return the rows. Tables: products(id, model, name, category, price_won, stock) - model is the product's code, name its name, customers(id, name, city, country, joined_on), orders(id, customer_id, product_id, quantity, total_won, status, ordered_on). Use it for current prices, stock levels, orders and customers. Not for how-to, warranty, shipping or return rules (search_docs has those), and not for general knowledge.
+    """Run one read-only SQL SELECT on the Maru shop database and return the rows. Tables: products(id, model, name, category, price_won, stock) - model is the product's code, name its name, customers(id, name, city, country, joined_on), orders(id, customer_id, product_id, quantity, total_won, status, ordered_on) - customer_id and product_id are the ids in customers and products. Use it for current prices, stock levels, orders and customers. Not for product weights or specifications, how-to, warranty, shipping or return rules (search_docs has those), and not for general knowledge.
 
     Args:
         query: One SQLite SELECT statement on the tables above.
@@ -269,7 +274,7 @@ def make_search_docs(retriever: Runnable | None = None) -> BaseTool:
 
     @tool(parse_docstring=True)
     def search_docs(query: Annotated[str, Field(max_length=200)]) -> str:
-        """Search Maru's documents - product manuals, warranty, returns, shipping and store policies, FAQ, store hours, company notes - and return numbered passages with their source. Use it for how-to, troubleshooting, policy and product-feature questions about Maru. Not for stock levels, orders or customers (sql_query has those), and not for general knowledge.
+        """Search Maru's documents - product manuals, the price list with specifications and weights, warranty, returns, shipping and store policies, FAQ, store hours and address, company notes - and return numbered passages with their source. Use it for how-to, troubleshooting, policy and product-feature questions about Maru, and whenever the question names a manual, the price list or a policy. Not for stock levels, orders or customers (sql_query has those), and not for general knowledge.
 
         Args:
             query: What to look for, in a few words.
@@ -302,13 +307,23 @@ TOOL_EXAMPLES: list[dict[str, Any]] = [
      "args": {"query": "SELECT count(*) FROM orders JOIN customers ON customers.id = orders.customer_id "
               "WHERE customers.name = 'Choi Yuna'"}},
     {"question": "What is the largest ocean on Earth?", "action": "answer"},
+    {"question": "Who wrote Romeo and Juliet?", "action": "answer"},
     {"question": "What would 4 Pebble speakers cost at the database price?", "action": "sql_query",
      "args": {"query": "SELECT price_won FROM products WHERE name LIKE '%Pebble speaker%'"},
      "result": "price_won\n69000\n(1 row)", "next": {"action": "calculator", "args": {"expression": "69000 * 4"}}},
-    {"question": "How long are the Breeze fan's blades in inches, going by its manual?", "action": "search_docs",
+    {"question": "What is the Breeze fan's blade size in inches, going by its manual?", "action": "search_docs",
      "args": {"query": "Breeze fan blade size"},
      "result": "[1] manuals/breeze-fan.md: The Breeze BF-20 is a quiet 30 cm desk and floor fan.",
      "next": {"action": "unit_convert", "args": {"value": 30, "from_unit": "cm", "to_unit": "in"}}},
+    {"question": "What would Maru Care add to a 250000 won purchase, per the warranty policy?",
+     "action": "search_docs", "args": {"query": "Maru Care extended warranty cost"},
+     "result": "[1] policies/warranty.md: Maru Care adds 12 months to any product's warranty. "
+               "It costs 8% of the product price.",
+     "next": {"action": "calculator", "args": {"expression": "250000 * 0.08"}}},
+    {"question": "What time is it now where our customer Sato Haruka lives?", "action": "sql_query",
+     "args": {"query": "SELECT city, country FROM customers WHERE name = 'Sato Haruka'"},
+     "result": "city | country\nOsaka | JP\n(1 row)",
+     "next": {"action": "current_time", "args": {"timezone": "Asia/Tokyo"}}},
     {"question": "How many Dal mood lamps are in stock?", "action": "sql_query",
      "args": {"query": "SELECT stock FROM products WHERE name LIKE '%Dal mood lamp%'"},
      "result": "stock\n0\n(1 row)", "next": {"action": "answer"}},

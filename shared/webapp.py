@@ -5,8 +5,8 @@
 * ``GET /`` - the page; its script and stylesheet come from ``shared/web/``, nothing from the network;
 * ``POST /api/chat`` - ``{"message": str, "thread": str | null, "mode": "chat" | "ask" | "agent"}``
   answered as server-sent events: ``start`` (the thread), ``token`` (each piece of the answer
-  as it is generated), ``tool_call`` / ``tool_result`` (agent mode), then ``done`` (answer,
-  sources, tool steps) or ``error``;
+  as it is generated), ``plan`` / ``tool_call`` / ``tool_result`` (agent mode), then ``done``
+  (answer, sources, tool steps) or ``error``;
 * ``GET /api/threads`` and ``GET /api/threads/{thread}`` - the stored conversations.
 
 Model work never runs on the event loop: ``Backend`` runs it on one worker thread, in arrival

@@ -278,13 +278,13 @@ def cmd_eval_agent(args) -> int:
     from shared.models import get_chat_model
     from shared.tools import TOOL_EXAMPLES, TOOL_NAMES, build_tools
 
-    items = load_agent_set(args.set, TOOL_NAMES)
+    items = [item for item in load_agent_set(args.set, TOOL_NAMES) if args.split in (None, item["split"])]
     spec = args.suite_model or args.model
     # The clock is frozen so that answers about the time can be checked; every question runs
     # on a fresh agent without memory, through the whole loop: tools really run.
     tools = build_tools(clock=lambda: EVAL_CLOCK)
     model = get_chat_model(spec, temperature=0.0, max_tokens=args.max_tokens)
-    agent = build_agent(model, tools, examples=TOOL_EXAMPLES if args.examples else [])
+    agent = build_agent(model, tools, examples=TOOL_EXAMPLES if args.examples else [], plan=args.plan)
 
     # With --json, stdout is for the result: progress goes to stderr as a bar instead.
     bar = tqdm(total=len(items), desc="agent eval", unit="question", file=sys.stderr) if args.json else None
@@ -302,12 +302,13 @@ def cmd_eval_agent(args) -> int:
     if bar:
         bar.close()
     if args.json:
-        settings = {"set": str(args.set), "model": spec or "default", "examples": args.examples,
-                    "clock": EVAL_CLOCK.isoformat()}
+        settings = {"set": str(args.set), "split": args.split or "all", "model": spec or "default",
+                    "examples": args.examples, "plan": args.plan, "clock": EVAL_CLOCK.isoformat()}
         print_json({"eval": "agent", "settings": settings, **report})
         return 0
     print(f"\nagent eval: {len(items)} questions, model {spec or 'default'}, "
-          + ("with" if args.examples else "without") + " few-shot examples")
+          + ("with" if args.examples else "without") + " few-shot examples, "
+          + ("with" if args.plan else "without") + " a plan")
     print(format_table(report["summary"], AGENT_COLUMNS))
     return 0
 
@@ -678,6 +679,9 @@ def parse_args(argv: list[str] | None):
                             help="chat model spec (default: roadmap's --model, $ROADMAP_MODEL, else local)")
     agent_eval.add_argument("--no-examples", dest="examples", action="store_false",
                             help="do not show the model few-shot decisions (to measure what they add)")
+    agent_eval.add_argument("--no-plan", dest="plan", action="store_false",
+                            help="let the model choose each tool as it goes, without a plan (to measure what it adds)")
+    agent_eval.add_argument("--split", choices=["dev", "test"], help="run only this part of the set")
     agent_eval.add_argument("--max-tokens", type=int, default=120, help="longest answer in tokens (default: 120)")
     agent_eval.add_argument("--json", action="store_true", help="print one JSON object")
     agent_eval.set_defaults(handler=cmd_eval_agent)

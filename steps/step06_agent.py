@@ -2,8 +2,9 @@
 
 The model runs in a loop (LangChain's create_agent): decide, call a tool, read its result,
 decide again - until it answers. Each decision is printed as it happens.
-New since step 5: the loop itself (several tools per question, chosen one after another),
-middleware that bounds it, and memory, so a follow-up question can lean on the last one.
+New since step 5: the loop itself (several tools per question, chosen one after another), a
+plan made before the first call, middleware that bounds the loop, and memory, so a follow-up
+question can lean on the last one.
 
 Run it:  roadmap run 6   (or: roadmap agent "What do 3 Breeze fans cost at the database price?")
 """
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # The agent (shared/agent.py) is LangChain's create_agent with the five tools of step 5 and
     # middleware around the loop:
+    #   - a plan: the first decision also says what comes after its tool's result - the answer,
+    #     or one more tool. Later rounds may only call that tool (or answer), then must answer:
+    #     a small model forgets a second step, or adds a needless one, far less this way;
     #   - a tool budget: after 3 tool calls - or a call it already made - the model must answer;
     #   - a hard cap on model calls, in case it still does not;
     #   - a tool that fails sends its error back to the model, which can try again.

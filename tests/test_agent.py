@@ -164,3 +164,73 @@ def test_event_printer_shows_calls_results_and_streamed_answer(capsys):
     assert capsys.readouterr().out == (
         "  -> calculator(expression='2 + 2')\n  <- 2 + 2 = 4\n  <- error: bad table bad table ...\nanswer: It is 4."
     )
+
+
+def allowed(name):
+    return {"type": "allowed_tools",
+            "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": name}}]}}
+
+
+def planned_call(name, args, plan, call_id="call_1"):
+    return AIMessage("", tool_calls=[{"name": name, "args": args, "id": call_id}], additional_kwargs={"plan": plan})
+
+
+def test_a_planned_second_tool_is_the_only_tool_allowed_then_the_model_must_answer(tools):
+    model = ScriptedChatModel(responses=[
+        planned_call("sql_query", {"query": "SELECT price_won FROM products WHERE name = 'Breeze fan'"},
+                     ["sql_query", "calculator"], "call_a"),
+        tool_call("calculator", {"expression": "129000 * 3"}, "call_b"),
+        "Three Breeze fans cost 387,000 won.",
+    ])
+    events = []
+    result = run_agent(build_agent(model, tools), "What do 3 Breeze fans cost?", on_event=events.append)
+    assert [s["tool"] for s in result["steps"]] == ["sql_query", "calculator"]
+    # The first call is asked for a plan; then only the plan's next tool (or the answer), then the answer.
+    assert all(kw["tool_plan"] for kw in model.received_kwargs)
+    assert [kw.get("tool_choice") for kw in model.received_kwargs] == [None, allowed("calculator"), "none"]
+    assert events[0] == {"type": "plan", "tools": ["sql_query", "calculator"]}
+
+
+def test_a_one_tool_plan_answers_after_its_result(tools):
+    model = ScriptedChatModel(responses=[
+        planned_call("calculator", {"expression": "4821 * 379"}, ["calculator"]), "It is 1,827,159.",
+    ])
+    result = run_agent(build_agent(model, tools), "What is 4821 times 379?")
+    assert result["model_calls"] == 2 and [kw.get("tool_choice") for kw in model.received_kwargs] == [None, "none"]
+
+
+def test_after_a_tool_error_the_model_chooses_freely_and_the_plan_resumes(tools):
+    model = ScriptedChatModel(responses=[
+        planned_call("sql_query", {"query": "SELECT weight FROM products"}, ["sql_query", "calculator"], "call_a"),
+        tool_call("sql_query", {"query": "SELECT price_won FROM products WHERE id = 4"}, "call_b"),
+        tool_call("calculator", {"expression": "129000 * 2"}, "call_c"),
+        "258,000 won.",
+    ])
+    result = run_agent(build_agent(model, tools), "What do 2 fans cost?")
+    assert result["steps"][0]["result"].startswith("error:")
+    # The error frees the choice (a retry); the plan's second step comes after the retry.
+    assert [kw.get("tool_choice") for kw in model.received_kwargs] == [None, None, allowed("calculator"), "none"]
+
+
+def test_a_model_without_a_plan_is_not_steered_and_plan_false_asks_for_none(tools):
+    model = ScriptedChatModel(responses=[tool_call("calculator", {"expression": "2 + 2"}), "4."])
+    run_agent(build_agent(model, tools), "2 + 2?")
+    assert [kw.get("tool_choice") for kw in model.received_kwargs] == [None, None]
+    unplanned = ScriptedChatModel(responses=["Rome."])
+    run_agent(build_agent(unplanned, tools, plan=False), "Capital of Italy?")
+    assert "tool_plan" not in unplanned.received_kwargs[0]
+
+
+def test_event_printer_shows_the_plan(capsys):
+    EventPrinter()({"type": "plan", "tools": ["search_docs", "calculator"]})
+    assert capsys.readouterr().out == "  plan: search_docs -> calculator\n"
+
+
+def test_the_model_may_answer_before_a_planned_step_it_no_longer_needs(tools):
+    model = ScriptedChatModel(responses=[
+        planned_call("sql_query", {"query": "SELECT price_won * 0.85 FROM products WHERE id = 8"},
+                     ["sql_query", "calculator"]),
+        "After the discount it costs 50,150 won.",
+    ])
+    result = run_agent(build_agent(model, tools), "The kettle's price after 15% off?")
+    assert [s["tool"] for s in result["steps"]] == ["sql_query"] and result["model_calls"] == 2

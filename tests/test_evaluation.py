@@ -117,3 +117,23 @@ def test_tool_set_in_data_covers_every_tool_and_no_tool_questions_in_both_splits
         chosen = [i for i in items if i["split"] == split]
         assert {n for i in chosen for n in i["expected_tool"]} == set(TOOL_NAMES)
         assert sum(1 for i in chosen if not i["expected_tool"]) >= 4
+
+
+def test_tools_match_any_order_alternatives_and_one_retry():
+    from shared.evaluation import tools_match
+
+    assert tools_match(["calculator", "sql_query"], ["sql_query", "calculator"])
+    assert tools_match(["search_docs", "unit_convert"], ["search_docs", "calculator|unit_convert"])
+    assert tools_match(["sql_query", "sql_query"], ["sql_query"]) and tools_match([], [])
+    assert not tools_match(["sql_query"] * 3, ["sql_query"]) and not tools_match(["search_docs"], [])
+    assert not tools_match(["search_docs", "current_time"], ["search_docs", "calculator|unit_convert"])
+
+
+def test_agent_set_alternatives_name_known_tools(tmp_path):
+    from shared.evaluation import load_agent_set
+
+    path = tmp_path / "agent.jsonl"
+    path.write_text('{"id": "a", "question": "q", "expected_tools": ["calculator|abacus"], "answer": []}\n',
+                    encoding="utf-8")
+    with pytest.raises(RoadmapError, match="unknown tool.s. abacus"):
+        load_agent_set(path, ["calculator"])

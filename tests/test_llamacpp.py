@@ -13,12 +13,15 @@ from pydantic import BaseModel, Field
 
 from shared.llamacpp import (
     FOLLOW_UP_NOTE,
+    PLAN_NOTE,
     ContextOverflowError,
     LlamaCppChatModel,
     _as_decisions,
     _decision_prompt,
     _decision_schema,
+    _decision_text,
     _example_turns,
+    _narrowed,
     _to_chat_dicts,
     _with_system_note,
 )
@@ -55,6 +58,35 @@ def test_decision_schema_without_answer_when_a_tool_is_required():
     assert schema["properties"]["action"]["const"] == "calculator"
 
 
+def test_a_planned_decision_names_what_comes_after_the_call():
+    schema = _decision_schema(openai_tools(), allow_answer=True, max_string=50, plan_tools=["calculator", "current_time"])
+    calc, time, answer = schema["anyOf"]
+    assert list(calc["properties"]) == ["action", "args", "then"] and calc["required"] == ["action", "args", "then"]
+    assert calc["properties"]["then"]["enum"] == ["answer", "current_time"]
+    assert time["properties"]["then"]["enum"] == ["answer", "calculator"]
+    assert "then" not in answer["properties"]
+    assert _decision_text("calculator", {"expression": "2"}, ["calculator"]) == (
+        '{"action": "calculator", "args": {"expression": "2"}, "then": "answer"}')
+    assert _decision_text("sql_query", {}, ["sql_query", "calculator"]).endswith('"then": "calculator"}')
+    assert _decision_text("answer", None, []) == '{"action": "answer"}'
+
+
+def test_tool_choice_narrows_the_tools_and_the_answer_as_openai_defines_it():
+    tools = openai_tools()
+
+    def names(choice):
+        allowed, answer = _narrowed(tools, choice)
+        return [t["function"]["name"] for t in allowed], answer
+
+    both = ["calculator", "current_time"]
+    assert names(None) == (both, True) and names("auto") == (both, True) and names("required") == (both, False)
+    assert names("current_time") == (["current_time"], False)
+    assert names({"type": "function", "function": {"name": "calculator"}}) == (["calculator"], False)
+    subset = [{"type": "function", "function": {"name": "calculator"}}]
+    assert names({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": subset}}) == (["calculator"], True)
+    assert names({"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": subset}}) == (["calculator"], False)
+
+
 def test_messages_become_template_dicts_with_tool_calls():
     call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "c1", "type": "tool_call"}
     dicts = _to_chat_dicts(
@@ -69,7 +101,7 @@ def test_decision_prompt_lists_tools_and_argument_descriptions():
     from shared.tools import unit_convert
     from langchain_core.utils.function_calling import convert_to_openai_tool
 
-    prompt = _decision_prompt([convert_to_openai_tool(unit_convert)], allow_answer=True)
+    prompt = _decision_prompt([convert_to_openai_tool(unit_convert)])
     assert "- unit_convert(value: number, from_unit: string, to_unit: string): Convert" in prompt
     assert "    to_unit: The unit wanted." in prompt
     assert prompt.endswith('reply with {"action": "answer"}.')
@@ -102,10 +134,28 @@ def test_examples_with_a_result_show_a_second_round():
     ]
 
 
+def test_planned_examples_say_what_comes_after_the_first_call():
+    examples = [
+        {"question": "4 speakers at the database price?", "action": "sql_query", "args": {"query": "SELECT 1"},
+         "result": "price_won\n69000", "next": {"action": "calculator", "args": {"expression": "69000 * 4"}}},
+        {"question": "6 times 7?", "action": "calculator", "args": {"expression": "6 * 7"}},
+        {"question": "A poem?", "action": "answer"},
+    ]
+    turns = _example_turns(examples, ["sql_query", "calculator"], plan=True)
+    assert [m.text for m in turns if m.type == "ai"] == [
+        '{"action": "sql_query", "args": {"query": "SELECT 1"}, "then": "calculator"}',
+        '{"action": "calculator", "args": {"expression": "69000 * 4"}}',
+        '{"action": "calculator", "args": {"expression": "6 * 7"}, "then": "answer"}',
+        '{"action": "answer"}',
+    ]
+
+
 def test_earlier_tool_calls_read_as_decisions():
     call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "c1", "type": "tool_call"}
     history = [HumanMessage("q"), AIMessage("", tool_calls=[call]), ToolMessage("4", tool_call_id="c1")]
     assert [m.text for m in _as_decisions(history)] == ["q", '{"action": "calculator", "args": {"expression": "2+2"}}', "4"]
+    planned = AIMessage("", tool_calls=[call], additional_kwargs={"plan": ["calculator"]})
+    assert _as_decisions([planned])[0].text.endswith('"then": "answer"}')
 
 
 class _FakeEngine:
@@ -149,6 +199,33 @@ def test_decision_keeps_the_tool_prompt_and_follows_up_after_tool_results(monkey
     # Once tool results are in, the follow-up instructions replace the first round's.
     assert FOLLOW_UP_NOTE not in engine.prompts[0] and FOLLOW_UP_NOTE in engine.kept[1]
     assert "If one tool fits it" in engine.kept[0] and "If one tool fits it" not in engine.kept[1]
+
+
+def test_a_planned_first_decision_becomes_a_tool_call_carrying_its_plan(monkeypatch):
+    model = LlamaCppChatModel(model_path="unused.gguf")
+    engine = _FakeEngine()
+    model._engine = engine
+    replies = iter(['{"action": "calculator", "args": {"expression": "2+2"}, "then": "current_time"}',
+                    '{"action": "current_time", "args": {"zone": "UTC"}}'])
+
+    def complete(prompt, **kwargs):
+        engine.prompts.append("".join(map(chr, prompt)))
+        engine.warm(prompt[: kwargs["keep"]])
+        yield next(replies), None
+        yield "", {"usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
+
+    monkeypatch.setattr(model, "_complete", complete)
+    bound = model.bind_tools([calculator, current_time], tool_plan=True)
+    first = bound.invoke([SystemMessage("sys"), HumanMessage("2+2, then the time?")])
+    assert first.tool_calls[0]["args"] == {"expression": "2+2"}
+    assert first.additional_kwargs["plan"] == ["calculator", "current_time"]
+    assert PLAN_NOTE in engine.prompts[0]
+    # A forced next step narrows the grammar, not the prompt: the later-round prompt is kept.
+    later = [SystemMessage("sys"), HumanMessage("2+2, then the time?"), first, ToolMessage("4", tool_call_id=first.tool_calls[0]["id"])]
+    second = model.bind_tools([calculator, current_time], tool_plan=True, tool_choice="current_time").invoke(later)
+    assert second.tool_calls[0]["name"] == "current_time" and "plan" not in second.additional_kwargs
+    assert PLAN_NOTE not in engine.prompts[1] and "- calculator(" in engine.kept[1]
+    assert '"then": "current_time"' in engine.prompts[1]
 
 
 def test_system_note_is_appended_or_added():

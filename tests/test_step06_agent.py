@@ -20,8 +20,10 @@ def tool_call(name, args, call_id="call_1"):
 
 
 def test_main_streams_each_decision_then_the_answer(scripted, capsys):
+    planned = tool_call("sql_query", {"query": "SELECT price_won FROM products WHERE name = 'Breeze fan'"}, "a")
+    planned.additional_kwargs["plan"] = ["sql_query", "calculator"]
     model = scripted([
-        tool_call("sql_query", {"query": "SELECT price_won FROM products WHERE name = 'Breeze fan'"}, "a"),
+        planned,
         tool_call("calculator", {"expression": "129000 * 3"}, "b"),
         "Three cost 387,000 won.",
         "안녕하세요!",
@@ -29,7 +31,7 @@ def test_main_streams_each_decision_then_the_answer(scripted, capsys):
     code = main(["--model", "fake", "--question", "What do 3 Breeze fans cost?", "--question", "Say hello in Korean."])
     out = capsys.readouterr().out
     assert code == 0
-    assert "  -> sql_query(query=\"SELECT price_won FROM products WHERE name = 'Breeze fan'\")" in out
+    assert "  plan: sql_query -> calculator\n  -> sql_query(query=\"SELECT price_won FROM products WHERE name = 'Breeze fan'\")" in out
     assert "  <- price_won 129000 (1 row)" in out
     assert "  -> calculator(expression='129000 * 3')\n  <- 129000 * 3 = 387000\nanswer: Three cost 387,000 won." in out
     assert "[sql_query -> calculator; 3 model calls]" in out
@@ -100,6 +102,13 @@ def test_roadmap_eval_agent_on_the_fake(scripted, capsys, tmp_path):
     assert payload["settings"]["clock"] == EVAL_CLOCK.isoformat() and payload["settings"]["examples"] is False
     assert payload["summary"][0]["right_tools"] == 0.5 and payload["results"][0]["called"] == []
     assert model.received_kwargs[0]["tool_examples"] == []
+    # One split, and no plan: the settings say so, and the model is not asked for one.
+    model = scripted(["Hi!"])
+    assert cli.main(["eval", "agent", "--model", "fake", "--set", str(questions), "--json", "--split", "test",
+                     "--no-plan"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["settings"]["split"] == "test" and payload["settings"]["plan"] is False
+    assert [r["id"] for r in payload["results"]] == ["b"] and "tool_plan" not in model.received_kwargs[0]
 
 
 def test_eval_agent_rejects_a_malformed_set(tmp_path, capsys):

@@ -15,6 +15,7 @@ from shared.calculator import CalculatorError, evaluate, format_number
 from shared.shopdb import SHOP_DB, SHOP_SQL, QueryError, build_shop_db, dump, run_query
 from shared.toolcalling import answer_with_tools, run_tool_calls
 from shared.tools import (
+    SNIPPET_CHARS,
     TOOL_NAMES,
     build_tools,
     calculator,
@@ -104,7 +105,8 @@ def test_unknown_time_zone_explains_how_to_write_one():
     "value, source, target, expected",
     [(26.2, "miles", "km", 42.1648), (180, "lbs", "kilograms", 81.6466), (350, "°F", "celsius", 176.6667),
      (5, "gallons", "litres", 18.9271), (6, "feet", "cm", 182.88), (250, "g", "oz", 8.8185), (0, "K", "C", -273.15),
-     (2, "cups", "ml", 473.1765), (5, "US gallons", "l", 18.9271)],
+     (2, "cups", "ml", 473.1765), (5, "US gallons", "l", 18.9271), (14, "hours", "minutes", 840.0),
+     (90, "min", "h", 1.5), (2, "weeks", "days", 14.0), (3, "hrs", "seconds", 10800.0)],
 )
 def test_unit_conversions(value, source, target, expected):
     assert round(convert(value, source, target), 4) == expected
@@ -114,6 +116,7 @@ def test_unit_convert_tool_and_its_errors():
     assert unit_convert.invoke({"value": 10, "from_unit": "miles", "to_unit": "km"}) == "10 miles = 16.09344 km"
     assert "cannot convert mass (kg) to length (km)" in call(unit_convert, {"value": 1, "from_unit": "kg", "to_unit": "km"}).content
     assert "unknown unit 'parsec'" in call(unit_convert, {"value": 1, "from_unit": "parsec", "to_unit": "km"}).content
+    assert "cannot convert duration (h) to length (m)" in call(unit_convert, {"value": 1, "from_unit": "h", "to_unit": "m"}).content
     assert "below absolute zero" in call(unit_convert, {"value": -500, "from_unit": "C", "to_unit": "F"}).content
     assert unit_key("fl oz") == "floz" and unit_key("Kilometres") == "km"
 
@@ -158,7 +161,7 @@ def test_sql_row_and_time_limits(tmp_path):
 
 def test_search_docs_returns_numbered_cited_snippets():
     found = [Document("The Glow lamp has a 36-month warranty.", metadata={"source": "lamp.md"}),
-             Document("Price list " + "x" * 600, metadata={"source": "prices.pdf", "page": 2})]
+             Document("Price list " + "x" * (SNIPPET_CHARS + 100), metadata={"source": "prices.pdf", "page": 2})]
     queries = []
     search = make_search_docs(RunnableLambda(lambda q: queries.append(q) or found))
     text = search.invoke({"query": "lamp warranty"})

@@ -129,6 +129,14 @@ def test_agent_mode_streams_its_tool_steps_then_the_answer(client_for):
     assert bound == ["calculator", "current_time", "unit_convert", "search_docs", "sql_query"]
 
 
+def test_agent_mode_streams_the_plan_of_a_model_that_plans(client_for):
+    planned = tool_call("calculator", expression="2 + 2")
+    planned.additional_kwargs["plan"] = ["calculator"]
+    streamed = chat(client_for(ScriptedChatModel(responses=[planned, "Four."])), "2 + 2?", mode="agent")
+    assert [event for event, _ in streamed][:3] == ["start", "plan", "tool_call"]
+    assert streamed[1][1] == {"tools": ["calculator"]}
+
+
 def test_the_agent_searches_the_served_documents(client_for):
     client = client_for(ScriptedChatModel(responses=[tool_call("search_docs", query="Glow lamp warranty"), "36 months."]))
     result = next(data for event, data in chat(client, "Glow lamp warranty?", mode="agent") if event == "tool_result")

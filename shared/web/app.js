@@ -106,6 +106,7 @@ async function send(text) {
     for await (const { event, data } of readEvents(response)) {
       if (event === "start") setThread(data.thread);
       else if (event === "token") answer.textContent += data.text;
+      else if (event === "plan") stepList(item).append(element("li", "step", `plan: ${data.tools.join(" -> ")}`));
       else if (event === "tool_call") stepList(item).append(element("li", "step", `${data.tool} ${JSON.stringify(data.args)}`));
       else if (event === "tool_result") stepList(item).append(element("li", `step result ${data.status}`, `-> ${data.result}`));
       else if (event === "error") throw new Error(data.error);
