@@ -307,7 +307,7 @@ TOOL_EXAMPLES: list[dict[str, Any]] = [
      "args": {"query": "SELECT count(*) FROM orders JOIN customers ON customers.id = orders.customer_id "
               "WHERE customers.name = 'Choi Yuna'"}},
     {"question": "What is the largest ocean on Earth?", "action": "answer"},
-    {"question": "Who wrote Romeo and Juliet?", "action": "answer"},
+    {"question": "Who composed The Four Seasons?", "action": "answer"},
     {"question": "What would 4 Pebble speakers cost at the database price?", "action": "sql_query",
      "args": {"query": "SELECT price_won FROM products WHERE name LIKE '%Pebble speaker%'"},
      "result": "price_won\n69000\n(1 row)", "next": {"action": "calculator", "args": {"expression": "69000 * 4"}}},

@@ -137,3 +137,15 @@ def test_agent_set_alternatives_name_known_tools(tmp_path):
                     encoding="utf-8")
     with pytest.raises(RoadmapError, match="unknown tool.s. abacus"):
         load_agent_set(path, ["calculator"])
+
+
+def test_few_shot_examples_are_not_questions_of_the_evaluation_sets():
+    from shared.datasets import DATA_DIR, read_jsonl
+    from shared.tools import TOOL_EXAMPLES
+
+    def plain(text):
+        return " ".join(text.lower().split())
+
+    asked = {plain(item["question"]) for name in ("tools", "agent", "rag")
+             for item in read_jsonl(DATA_DIR / "eval" / f"{name}.jsonl", required=("question",))}
+    assert not [e["question"] for e in TOOL_EXAMPLES if plain(e["question"]) in asked]
