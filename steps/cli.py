@@ -256,7 +256,7 @@ def cmd_agent(args) -> int:
 
     model = get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0)
     with open_memory(args.db) if args.thread else nullcontext() as memory:
-        agent = build_agent(model, checkpointer=memory.saver if memory else None,
+        agent = build_agent(model, checkpointer=memory.saver if memory else None, plan=args.plan,
                             max_tool_calls=args.max_tool_calls, max_model_calls=args.max_tool_calls + 2)
         # Note: the turn lock keeps two processes from interleaving turns of one thread.
         with memory.turn() if memory else nullcontext():
@@ -279,6 +279,8 @@ def cmd_eval_agent(args) -> int:
     from shared.tools import TOOL_EXAMPLES, TOOL_NAMES, build_tools
 
     items = [item for item in load_agent_set(args.set, TOOL_NAMES) if args.split in (None, item["split"])]
+    if not items:
+        raise RoadmapError(f"{args.set} has no questions in the {args.split} split; leave out --split to run them all")
     spec = args.suite_model or args.model
     # The clock is frozen so that answers about the time can be checked; every question runs
     # on a fresh agent without memory, through the whole loop: tools really run.
@@ -714,6 +716,8 @@ def parse_args(argv: list[str] | None):
     agent.add_argument("--thread", help="conversation id, to remember earlier questions (kept in the memory database)")
     agent.add_argument("--db", type=Path, help=db_help)
     agent.add_argument("--max-tool-calls", type=int, default=3, help="most tool calls for the question (default: 3)")
+    agent.add_argument("--no-plan", dest="plan", action="store_false",
+                       help="let the model choose each tool as it goes, without a plan made before its first call")
     agent.add_argument("--max-tokens", type=int, default=256, help="longest answer in tokens (default: 256)")
     agent.add_argument("--json", action="store_true",
                        help='print one JSON object: {"answer", "steps": [{"tool", "args", "result"}], "model_calls"}')

@@ -52,6 +52,12 @@ def test_main_json(scripted, capsys):
     }]
 
 
+def test_roadmap_agent_without_a_plan_does_not_ask_for_one(scripted, capsys):
+    model = scripted(["Rome."])
+    assert cli.main(["--model", "fake", "agent", "Capital of Italy?", "--no-plan", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["answer"] == "Rome." and "tool_plan" not in model.received_kwargs[0]
+
+
 def test_roadmap_agent_json_prints_the_documented_object(scripted, capsys):
     scripted([tool_call("calculator", {"expression": "17 / 100 * 89000"}), "It is 15,130 won."])
     assert cli.main(["--model", "fake", "agent", "What is 17% of 89000?", "--json"]) == 0
@@ -109,6 +115,10 @@ def test_roadmap_eval_agent_on_the_fake(scripted, capsys, tmp_path):
     payload = json.loads(capsys.readouterr().out)
     assert payload["settings"]["split"] == "test" and payload["settings"]["plan"] is False
     assert [r["id"] for r in payload["results"]] == ["b"] and "tool_plan" not in model.received_kwargs[0]
+    only_dev = tmp_path / "dev.jsonl"
+    only_dev.write_text(questions.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    assert cli.main(["eval", "agent", "--model", "fake", "--set", str(only_dev), "--split", "test"]) == 2
+    assert "has no questions in the test split" in capsys.readouterr().err
 
 
 def test_eval_agent_rejects_a_malformed_set(tmp_path, capsys):
@@ -149,3 +159,13 @@ def test_embedded_agent_calls_the_tool_and_answers_with_its_value(local_model, q
 def test_embedded_agent_answers_without_a_tool_in_one_call(local_model):
     result = run_agent(build_agent(local_model, build_tools()), "What is the capital of Italy?")
     assert result["steps"] == [] and result["model_calls"] == 1 and "Rome" in result["answer"]
+
+
+@pytest.mark.e2e
+def test_embedded_agent_plans_two_tools_and_chains_them(local_model):
+    events = []
+    question = "Look up the Breeze fan's price in the shop database, then tell me what 3 of them cost."
+    result = run_agent(build_agent(local_model, build_tools()), question, on_event=events.append)
+    assert events[0] == {"type": "plan", "tools": ["sql_query", "calculator"]}, events[:3]
+    assert [s["tool"] for s in result["steps"]] == ["sql_query", "calculator"], result
+    assert "387000" in result["answer"].replace(",", "") and result["model_calls"] == 3
