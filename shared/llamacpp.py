@@ -189,6 +189,19 @@ def _grammar(schema_json: str) -> Any:
     return LlamaGrammar.from_json_schema(schema_json, verbose=False)
 
 
+# An answer that starts like prose: not with "{", "[" or "<" (nor a blank). After reading tool
+# results a small model tends to write one more tool call, in the chat template's format, as
+# its answer; the 0.5B model did so after every tool result before this grammar.
+PROSE_GBNF = r"root ::= [^{<\[ \t\n] [^\x00]*"
+
+
+@lru_cache(maxsize=1)
+def _prose_grammar() -> Any:
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_string(PROSE_GBNF, verbose=False)
+
+
 def _overlap(text: str, stop: str) -> int:
     """Length of the longest end of ``text`` that is a beginning of ``stop``."""
     for size in range(min(len(text), len(stop) - 1), 0, -1):
@@ -589,6 +602,8 @@ class LlamaCppChatModel(JsonSchemaChatModel):
                 return
         response_format = kwargs.get("response_format")
         grammar = _grammar(json.dumps(response_format["schema"])) if response_format else None
+        if grammar is None and tools and _has_tool_results(messages):
+            grammar = _prose_grammar()
         prompt = self._prompt_tokens(messages, max_tokens)
         for piece, stats in self._complete(
             prompt,

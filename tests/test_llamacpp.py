@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from shared.llamacpp import (
     FOLLOW_UP_NOTE,
     PLAN_NOTE,
+    PROSE_GBNF,
     ContextOverflowError,
     LlamaCppChatModel,
     _as_decisions,
@@ -22,6 +23,7 @@ from shared.llamacpp import (
     _decision_text,
     _example_turns,
     _narrowed,
+    _prose_grammar,
     _to_chat_dicts,
     _with_system_note,
 )
@@ -225,7 +227,30 @@ def test_a_planned_first_decision_becomes_a_tool_call_carrying_its_plan(monkeypa
     second = model.bind_tools([calculator, current_time], tool_plan=True, tool_choice="current_time").invoke(later)
     assert second.tool_calls[0]["name"] == "current_time" and "plan" not in second.additional_kwargs
     assert PLAN_NOTE not in engine.prompts[1] and "- calculator(" in engine.kept[1]
+    assert FOLLOW_UP_NOTE in engine.kept[1]
     assert '"then": "current_time"' in engine.prompts[1]
+
+
+def test_an_answer_after_tool_results_must_start_like_prose(monkeypatch):
+    model = LlamaCppChatModel(model_path="unused.gguf")
+    model._engine = _FakeEngine()
+    grammars = []
+
+    def complete(prompt, **kwargs):
+        grammars.append(kwargs.get("grammar"))
+        yield ('{"action": "answer"}' if len(grammars) % 2 else "It is 4."), None
+        yield "", {"finish_reason": "stop", "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
+
+    monkeypatch.setattr(model, "_complete", complete)
+    call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "c1", "type": "tool_call"}
+    first = [HumanMessage("2+2?")]
+    bound = model.bind_tools([calculator])
+    assert bound.invoke(first).text == "It is 4." and grammars[1] is None
+    later = [*first, AIMessage("", tool_calls=[call]), ToolMessage("4", tool_call_id="c1")]
+    assert bound.invoke(later).text == "It is 4." and grammars[3] is _prose_grammar()
+    # llama.cpp parsed the grammar; its first character may not open JSON or a tag.
+    from llama_cpp import LlamaGrammar
+    assert isinstance(_prose_grammar(), LlamaGrammar) and PROSE_GBNF.startswith("root ::= [^{<")
 
 
 def test_system_note_is_appended_or_added():
