@@ -20,7 +20,7 @@ from shared.rag import check_question
 
 # From no tool to a chain of two - and a follow-up that only makes sense with memory.
 QUESTIONS = (
-    "Translate 'Thank you for your order' into Korean.",
+    "Write one sentence welcoming a new customer to Maru.",
     "How many kilometres is 26.2 miles?",
     "Look up the Breeze fan's price in the shop database, then tell me what 3 of them cost.",
     "And how many of them are in stock?",
