@@ -4,8 +4,9 @@ The agent is a loop: the model decides (answer, or call a tool), the tool runs, 
 back to the model, and the model decides again - until it answers. Six middlewares keep that
 loop dependable on a small local model:
 
-* ``FollowPlan`` - the model's first decision names every tool the question needs (its plan);
-  later rounds may only call the next planned tool, and answer once the plan is done;
+* ``FollowPlan`` - the model's first tool call also says what follows it (its plan: the answer,
+  or one more tool); later rounds may only call the planned tool or answer, and must answer
+  once the plan is done;
 * ``ToolExamples`` - shows the model a few decisions as earlier chat turns (``tool_examples``);
   the embedded llama.cpp model reads them, hosted models are not sent them;
 * ``ToolBudget`` - after ``max_tool_calls`` tool calls in one question, or when the model asks
@@ -102,13 +103,14 @@ class ToolExamples(AgentMiddleware):
 class FollowPlan(AgentMiddleware):
     """Let the model plan its tools in its first decision, then hold it to that plan.
 
-    The first model call of a question is asked for a plan (``tool_plan``): the tools the
-    question needs, in order, written before the first call. The model's tool-call message
-    carries it as ``additional_kwargs["plan"]``. In later rounds the next planned tool is the
-    only tool the model may call (``tool_choice``), and once the plan is done it must answer
-    (``"none"``): no forgotten second step, no needless third. After a tool error the model
-    chooses freely, so it can retry or answer. A model that does not plan (hosted models
-    call tools natively, and plan on their own) is left alone.
+    The first model call of a question is asked for a plan (``tool_plan``): its tool call
+    also says what follows it - the answer, or one more tool. The tool-call message carries
+    the plan as ``additional_kwargs["plan"]`` (``["sql_query", "calculator"]``). In later
+    rounds the next planned tool is the only tool the model may call, though it may answer
+    instead (``tool_choice`` in OpenAI's ``allowed_tools`` form); once the plan is done it
+    must answer (``"none"``): no forgotten second step, no needless third. After a tool error
+    the model chooses freely, so it can retry or answer. A model that does not plan (hosted
+    models call tools natively, and plan on their own) is left alone.
     """
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:
@@ -208,8 +210,8 @@ def build_agent(
         max_tool_calls: Most tool calls per question; then the model must answer.
         max_model_calls: Most model calls per question; a hard stop if the model still has
             not answered.
-        plan: Ask a model that can plan (the embedded one) for the tools a question needs
-            before its first call, and hold it to that plan (``FollowPlan``).
+        plan: Ask a model that can plan (the embedded one) what follows its first tool call,
+            and hold it to that plan (``FollowPlan``).
 
     Returns:
         The compiled agent graph (``invoke``/``stream`` with ``{"messages": [...]}``).

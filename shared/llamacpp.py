@@ -337,7 +337,7 @@ def _example_turns(examples: Sequence[dict[str, Any]], names: Sequence[str], pla
     An example with a ``result`` (what the tool returned) and a ``next`` decision
     (``{"action", "args"}``) shows a second round: the result as a tool turn, then the next
     decision - how to chain a second tool, or stop and answer. With ``plan``, each first
-    decision starts with the tools its example goes on to call.
+    tool call ends with ``"then"``: the example's next tool, or ``"answer"``.
     """
     turns: list[BaseMessage] = []
     for example in examples:
@@ -529,8 +529,9 @@ class LlamaCppChatModel(JsonSchemaChatModel):
 
         ``examples`` (``[{"question", "action", "args"}]``, optionally with ``result`` and
         ``next``) are shown as earlier chat turns answered with the decision JSON, right after
-        the system prompt. ``plan``: a first decision (no tool results yet) starts with the
-        list of tools the question needs. ``tool_choice`` narrows the grammar only: the prompt
+        the system prompt. ``plan``: a first tool call (no tool results yet) ends with
+        ``"then"``, what follows it, returned as ``"plan"`` (``[this tool]`` or ``[this tool,
+        next tool]``). ``tool_choice`` narrows the grammar only: the prompt
         always describes every bound tool, so it stays the same - and its computed state
         reusable - whatever the choice.
         """

@@ -109,12 +109,15 @@ def test_decision_prompt_lists_tools_and_argument_descriptions():
     assert prompt.endswith('reply with {"action": "answer"}.')
 
 
+# Few-shot examples: one tool, a chain of two, and none.
+CALC_EXAMPLE = {"question": "6 times 7?", "action": "calculator", "args": {"expression": "6 * 7"}}
+CHAIN_EXAMPLE = {"question": "4 speakers at the database price?", "action": "sql_query", "args": {"query": "SELECT 1"},
+                 "result": "price_won\n69000", "next": {"action": "calculator", "args": {"expression": "69000 * 4"}}}
+POEM_EXAMPLE = {"question": "A poem?", "action": "answer"}
+
+
 def test_few_shot_examples_become_chat_turns_for_bound_tools_only():
-    examples = [
-        {"question": "6 times 7?", "action": "calculator", "args": {"expression": "6 * 7"}},
-        {"question": "Weather?", "action": "weather", "args": {}},
-        {"question": "A poem?", "action": "answer"},
-    ]
+    examples = [CALC_EXAMPLE, {"question": "Weather?", "action": "weather", "args": {}}, POEM_EXAMPLE]
     turns = _example_turns(examples, ["calculator"])
     assert [(m.type, m.text) for m in turns] == [
         ("human", "6 times 7?"), ("ai", '{"action": "calculator", "args": {"expression": "6 * 7"}}'),
@@ -124,8 +127,7 @@ def test_few_shot_examples_become_chat_turns_for_bound_tools_only():
 
 def test_examples_with_a_result_show_a_second_round():
     examples = [
-        {"question": "4 speakers at the database price?", "action": "sql_query", "args": {"query": "SELECT 1"},
-         "result": "price_won\n69000", "next": {"action": "calculator", "args": {"expression": "69000 * 4"}}},
+        CHAIN_EXAMPLE,
         {"question": "Stock of lamps?", "action": "sql_query", "args": {"query": "SELECT 2"},
          "result": "stock\n0", "next": {"action": "answer"}},
     ]
@@ -137,13 +139,7 @@ def test_examples_with_a_result_show_a_second_round():
 
 
 def test_planned_examples_say_what_comes_after_the_first_call():
-    examples = [
-        {"question": "4 speakers at the database price?", "action": "sql_query", "args": {"query": "SELECT 1"},
-         "result": "price_won\n69000", "next": {"action": "calculator", "args": {"expression": "69000 * 4"}}},
-        {"question": "6 times 7?", "action": "calculator", "args": {"expression": "6 * 7"}},
-        {"question": "A poem?", "action": "answer"},
-    ]
-    turns = _example_turns(examples, ["sql_query", "calculator"], plan=True)
+    turns = _example_turns([CHAIN_EXAMPLE, CALC_EXAMPLE, POEM_EXAMPLE], ["sql_query", "calculator"], plan=True)
     assert [m.text for m in turns if m.type == "ai"] == [
         '{"action": "sql_query", "args": {"query": "SELECT 1"}, "then": "calculator"}',
         '{"action": "calculator", "args": {"expression": "69000 * 4"}}',
