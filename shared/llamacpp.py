@@ -22,7 +22,9 @@ import codecs
 import contextlib
 import io
 import json
+import math
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -62,6 +64,12 @@ class _Engine:
 
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def logits(self) -> list[float]:
+        """The raw next-token scores the last token was sampled from (before the grammar)."""
+        import numpy as np
+
+        return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),)).tolist()
 
     def warm(self, prefix: list[int]) -> None:
         """Make the KV cache hold ``prefix``, restoring a saved copy instead of recomputing it.
@@ -286,6 +294,9 @@ def _has_tool_results(messages: Sequence[BaseMessage]) -> bool:
 
 # With a plan (an agent's first round), a tool call also says what comes after its result:
 # the answer, or one more tool; the agent then holds the model to it (``FollowPlan``).
+# Where the value of "then" starts in a planned decision: ``_next_step`` reads the scores there.
+THEN_VALUE = re.compile(r'"then"\s*:\s*"$')
+
 PLAN_NOTE = (
     'If one tool fits it, reply with {"action": "<tool name>", "args": {...}, "then": "answer"}, '
     "taking the argument values from the message. Only when the message itself asks for more than "
@@ -468,11 +479,13 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         temperature: float | None = None,
         seed: int | None = None,
         keep: int = 0,
+        probe: re.Pattern[str] | None = None,
     ) -> Iterator[tuple[str, dict[str, Any] | None]]:
         """Yield ``(text, None)`` pieces as tokens arrive, then ``("", stats)`` once done.
 
         ``keep``: the length of a prompt prefix worth keeping computed across calls (see
-        ``_Engine.warm``).
+        ``_Engine.warm``). ``probe``: once the text so far matches it, the scores the next
+        token is chosen from are kept, as ``stats["probe"]``.
 
         The loop runs over llama.cpp's token generator directly, so the token counts are exact
         and text is decoded incrementally (a multi-byte character split across tokens is held
@@ -481,7 +494,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         engine = self.engine
         stops = [s for s in (stop or []) if s]
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        held, produced, finish = "", 0, "length"
+        held, text, probed, produced, finish = "", "", None, 0, "length"
         with engine.lock:
             if keep:
                 engine.warm(prompt[:keep])
@@ -493,11 +506,14 @@ class LlamaCppChatModel(JsonSchemaChatModel):
                 grammar=grammar,
             )
             for token in tokens:
+                if probe is not None and probed is None and probe.search(text):
+                    probed = engine.logits()
                 if engine.eog(token):
                     finish = "stop"
                     break
                 produced += 1
-                held += decoder.decode(engine.llm.detokenize([token]))
+                piece = decoder.decode(engine.llm.detokenize([token]))
+                held, text = held + piece, text + piece
                 hit = min((held.find(s) for s in stops if s in held), default=-1)
                 if hit >= 0:
                     held, finish = held[:hit], "stop"
@@ -515,6 +531,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         yield "", {
             "finish_reason": finish,
             "usage": {"input_tokens": len(prompt), "output_tokens": produced, "total_tokens": len(prompt) + produced},
+            **({"probe": probed} if probe is not None else {}),
         }
 
     def _decide(
@@ -558,6 +575,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
             grammar=_grammar(json.dumps(schema)),
             temperature=0.0,
             keep=shared,
+            probe=THEN_VALUE if plan else None,
         ):
             text += piece
             stats = info or stats
@@ -568,8 +586,27 @@ class LlamaCppChatModel(JsonSchemaChatModel):
             decision = {"action": ANSWER_ACTION}
         if "then" in decision:
             then = decision.pop("then")
+            if then == ANSWER_ACTION and stats.get("probe") is not None:
+                then = self._next_step(stats["probe"], [ANSWER_ACTION, *(n for n in names if n != decision["action"])])
             decision["plan"] = [decision["action"], *([then] if then != ANSWER_ACTION else [])]
         return {"decision": decision, "usage": stats["usage"]}
+
+    def _next_step(self, scores: Sequence[float], options: list[str]) -> str:
+        """What follows a planned call: ``options[0]`` (the answer) or the likeliest tool.
+
+        Greedy decoding weighs the answer against each tool on its own, so a question whose
+        second step is split between two tools (0.45 answer, 0.24 calculator, 0.22 conversion)
+        would end after the first call. The question is whether *another step* follows: the
+        tools' probabilities together against the answer's, then the likeliest tool.
+        """
+        firsts = [self.engine.tokenize(option)[0] for option in options]
+        if len(set(firsts)) < len(firsts):
+            return options[0]  # Note: options that start alike cannot be told apart by one token.
+        top = max(scores[token] for token in firsts)
+        weights = [math.exp(scores[token] - top) for token in firsts]
+        if weights[0] >= sum(weights[1:]):
+            return options[0]
+        return options[1 + weights[1:].index(max(weights[1:]))]
 
     def _stream(
         self,

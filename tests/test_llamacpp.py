@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 
 import pytest
@@ -225,6 +226,49 @@ def test_a_planned_first_decision_becomes_a_tool_call_carrying_its_plan(monkeypa
     assert PLAN_NOTE not in engine.prompts[1] and "- calculator(" in engine.kept[1]
     assert FOLLOW_UP_NOTE in engine.kept[1]
     assert '"then": "current_time"' in engine.prompts[1]
+
+
+def test_another_step_is_planned_when_the_tools_together_outweigh_the_answer(monkeypatch):
+    model = LlamaCppChatModel(model_path="unused.gguf")
+    model._engine = _FakeEngine()  # an option's first token is its first letter
+    scores, probes = [-50.0] * 128, []
+
+    def complete(prompt, **kwargs):
+        probes.append(kwargs["probe"])
+        yield '{"action": "search_docs", "args": {"query": "q"}, "then": "answer"}', None
+        yield "", {"usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}, "probe": scores}
+
+    @tool
+    def search_docs(query: str) -> str:
+        """Search the documents."""
+        return ""
+
+    @tool
+    def unit_convert(value: float, unit: str) -> str:
+        """Convert a value."""
+        return ""
+
+    monkeypatch.setattr(model, "_complete", complete)
+    bound = model.bind_tools([calculator, search_docs, unit_convert], tool_plan=True)
+    question = [HumanMessage("a figure, then a sum?")]
+
+    def plan(answer, calc, unit):
+        scores[ord("a")], scores[ord("c")], scores[ord("u")] = math.log(answer), math.log(calc), math.log(unit)
+        return bound.invoke(question).additional_kwargs["plan"]
+
+    # Greedy wrote "answer" (0.45 beats each tool alone), but the tools together are likelier.
+    assert plan(0.45, 0.30, 0.25) == ["search_docs", "calculator"]
+    assert plan(0.45, 0.20, 0.35) == ["search_docs", "unit_convert"]
+    assert plan(0.60, 0.30, 0.10) == ["search_docs"]
+    # The scores are read where the value of "then" starts, and only when a plan is asked for.
+    assert probes[0].search('{"action": "search_docs", "args": {"query": "q"}, "then": "')
+    assert not probes[0].search('{"action": "search_docs", "args": {"query": "then"')
+    model.bind_tools([calculator, search_docs]).invoke(question)
+    assert probes[-1] is None
+    # Options that start with the same token cannot be told apart: the greedy choice stands.
+    scores[ord("a")], scores[ord("c")] = math.log(0.3), math.log(0.7)
+    tied = model.bind_tools([calculator, current_time, search_docs], tool_plan=True)
+    assert tied.invoke(question).additional_kwargs["plan"] == ["search_docs"]
 
 
 def test_an_answer_after_tool_results_must_start_like_prose(monkeypatch):
