@@ -67,9 +67,10 @@ class _Engine:
 
     def logits(self) -> list[float]:
         """The raw next-token scores the last token was sampled from (before the grammar)."""
+        import llama_cpp
         import numpy as np
 
-        return np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),)).tolist()
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits(self.llm.ctx), shape=(self.llm.n_vocab(),)).tolist()
 
     def warm(self, prefix: list[int]) -> None:
         """Make the KV cache hold ``prefix``, restoring a saved copy instead of recomputing it.
