@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     # The agent (shared/agent.py) is LangChain's create_agent with the five tools of step 5 and
     # middleware around the loop:
     #   - a plan: the first decision also says what comes after its tool's result - the answer,
-    #     or one more tool. Later rounds may only call that tool (or answer), then must answer:
-    #     a small model forgets a second step, or adds a needless one, far less this way;
+    #     or one more tool (one more when the tools together are likelier than the answer).
+    #     Later rounds may only call that tool (or answer), then must answer: a small model
+    #     forgets a second step, or adds a needless one, far less this way;
     #   - a tool budget: after 3 tool calls - or a call it already made - the model must answer;
     #   - a hard cap on model calls, in case it still does not;
     #   - a tool that fails sends its error back to the model, which can try again.
