@@ -65,12 +65,13 @@ class _Engine:
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
-    def logits(self) -> list[float]:
-        """The raw next-token scores the last token was sampled from (before the grammar)."""
+    def logits(self) -> Any:
+        """A copy of the raw next-token scores the last token was sampled from (before the
+        grammar), as a numpy array indexed by token id."""
         import llama_cpp
         import numpy as np
 
-        return np.ctypeslib.as_array(llama_cpp.llama_get_logits(self.llm.ctx), shape=(self.llm.n_vocab(),)).tolist()
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits(self.llm.ctx), shape=(self.llm.n_vocab(),)).copy()
 
     def warm(self, prefix: list[int]) -> None:
         """Make the KV cache hold ``prefix``, restoring a saved copy instead of recomputing it.
@@ -264,7 +265,7 @@ def _decision_schema(
         params = {k: v for k, v in params.items() if k not in ("title", "description")}
         properties = {"action": {"const": fn["name"]}, "args": params}
         if plan_tools:
-            properties["then"] = {"enum": [ANSWER_ACTION, *(then for then in plan_tools if then != fn["name"])]}
+            properties["then"] = {"enum": _then_options(fn["name"], plan_tools)}
         options.append({"type": "object", "properties": properties, "required": list(properties)})
     if allow_answer:
         options.append({"type": "object", "properties": {"action": {"const": ANSWER_ACTION}}, "required": ["action"]})
@@ -295,9 +296,6 @@ def _has_tool_results(messages: Sequence[BaseMessage]) -> bool:
 
 # With a plan (an agent's first round), a tool call also says what comes after its result:
 # the answer, or one more tool; the agent then holds the model to it (``FollowPlan``).
-# Where the value of "then" starts in a planned decision: ``_next_step`` reads the scores there.
-THEN_VALUE = re.compile(r'"then"\s*:\s*"$')
-
 PLAN_NOTE = (
     'If one tool fits it, reply with {"action": "<tool name>", "args": {...}, "then": "answer"}, '
     "taking the argument values from the message. Only when the message itself asks for more than "
@@ -305,6 +303,15 @@ PLAN_NOTE = (
     'place it finds - "then" names the tool for that step instead of "answer". If no tool fits '
     '(writing, translating, general knowledge), reply with {"action": "answer"}.'
 )
+
+
+# Where the value of "then" starts in a planned decision: ``_next_step`` reads the scores there.
+THEN_VALUE = re.compile(r'"then"\s*:\s*"$')
+
+
+def _then_options(action: str, names: Sequence[str]) -> list[str]:
+    """What may follow a planned call of ``action``: the answer first, then the other tools."""
+    return [ANSWER_ACTION, *(name for name in names if name != action)]
 
 
 def _decision_prompt(tools: list[dict[str, Any]], follow_up: bool = False, plan: bool = False) -> str:
@@ -588,7 +595,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         if "then" in decision:
             then = decision.pop("then")
             if then == ANSWER_ACTION and stats.get("probe") is not None:
-                then = self._next_step(stats["probe"], [ANSWER_ACTION, *(n for n in names if n != decision["action"])])
+                then = self._next_step(stats["probe"], _then_options(decision["action"], names))
             decision["plan"] = [decision["action"], *([then] if then != ANSWER_ACTION else [])]
         return {"decision": decision, "usage": stats["usage"]}
 
