@@ -30,7 +30,7 @@ PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a mes
 
 
 def decode_runs(reps: int, max_tokens: int) -> dict:
-    from shared.models import get_chat_model
+    from shared.models.registry import get_chat_model
 
     model = get_chat_model("local", temperature=0.0, max_tokens=max_tokens, progress=False)
     llm = model.engine.llm
@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     d = report["decode"]
     print(f"{'':<24}{'wrapper':>12}{'raw llama-cpp':>16}{'ratio':>8}")
-    print(f"{'decode tokens/s':<24}{d['wrapper']['decode_tok_s']:>12}{d['raw']['decode_tok_s']:>16}{d['throughput_ratio']:>8}")
+    print(f"{'decode tokens/s':<24}{d['wrapper']['decode_tok_s']:>12}{d['raw']['decode_tok_s']:>16}"
+          f"{d['throughput_ratio']:>8}")
     print(f"{'time to first token s':<24}{d['wrapper']['ttft_s']:>12}{d['raw']['ttft_s']:>16}{d['ttft_ratio']:>8}")
     s = report["startup"]
     print(f"\nroadmap --help {s['roadmap_help_s']} s vs python -c pass {s['python_pass_s']} s: {s['ratio']}x")

@@ -44,10 +44,10 @@ def run(reps: int) -> dict:
     import faiss
     import numpy as np
 
-    from shared.datasets import DATA_DIR, read_jsonl
-    from shared.documents import load_folder, split_documents
-    from shared.embeddings import MiniLMEmbeddings
-    from shared.vectorstore import sync_index
+    from shared.core.files import DATA_DIR, read_jsonl
+    from shared.models.embeddings import MiniLMEmbeddings
+    from shared.rag.documents import load_folder, split_documents
+    from shared.rag.vectorstore import sync_index
 
     embeddings = MiniLMEmbeddings()
     model = embeddings.model
@@ -97,17 +97,21 @@ def run(reps: int) -> dict:
     return {
         "chunks": len(texts),
         "reps": reps,
-        "build": {"ours_s": round(build_s, 4), "raw_s": round(raw_build_s, 4), "ratio": round(build_s / raw_build_s, 3)},
-        "rerun": {"ours_s": round(rerun_s, 4), "full_build_s": round(rebuild_s, 4), "ratio": round(rerun_s / rebuild_s, 4)},
+        "build": {"ours_s": round(build_s, 4), "raw_s": round(raw_build_s, 4),
+                  "ratio": round(build_s / raw_build_s, 3)},
+        "rerun": {"ours_s": round(rerun_s, 4), "full_build_s": round(rebuild_s, 4),
+                  "ratio": round(rerun_s / rebuild_s, 4)},
         "query": {"ours_ms": round(query_s * 1000, 2), "raw_ms": round(raw_query_s * 1000, 2),
                   "ratio": round(query_s / raw_query_s, 3)},
-        "memory": {"indexing_python_peak_mib": round(python_peak / 2**20, 1), "process_max_rss_mib": round(max_rss_kib / 1024, 1)},
+        "memory": {"indexing_python_peak_mib": round(python_peak / 2**20, 1),
+                   "process_max_rss_mib": round(max_rss_kib / 1024, 1)},
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5, help="repetitions per measurement; the median counts (default: 5)")
+    parser.add_argument("--reps", type=int, default=5,
+                        help="repetitions per measurement; the median counts (default: 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     result = run(args.reps)
@@ -117,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['chunks']} chunks of data/, MiniLM, median of {args.reps}")
     print(f"{'measure':<34}{'ours':>12}{'raw':>12}{'ratio':>9}{'goal':>8}")
     rows = [
-        ("full index build", f"{result['build']['ours_s']:.3f} s", f"{result['build']['raw_s']:.3f} s", result["build"]["ratio"], GOALS["build"]),
-        ("re-run, no change (vs full build)", f"{result['rerun']['ours_s']:.4f} s", f"{result['rerun']['full_build_s']:.3f} s", result["rerun"]["ratio"], GOALS["rerun"]),
-        ("one query, k=4 (embed + search)", f"{result['query']['ours_ms']:.2f} ms", f"{result['query']['raw_ms']:.2f} ms", result["query"]["ratio"], GOALS["query"]),
+        ("full index build", f"{result['build']['ours_s']:.3f} s", f"{result['build']['raw_s']:.3f} s",
+         result["build"]["ratio"], GOALS["build"]),
+        ("re-run, no change (vs full build)", f"{result['rerun']['ours_s']:.4f} s",
+         f"{result['rerun']['full_build_s']:.3f} s", result["rerun"]["ratio"], GOALS["rerun"]),
+        ("one query, k=4 (embed + search)", f"{result['query']['ours_ms']:.2f} ms",
+         f"{result['query']['raw_ms']:.2f} ms", result["query"]["ratio"], GOALS["query"]),
     ]
     for name, ours, raw, ratio, goal in rows:
         print(f"{name:<34}{ours:>12}{raw:>12}{ratio:>8.3f}x{'<=' + str(goal):>8}")

@@ -31,7 +31,7 @@ MESSAGE = "Suggest one lamp for a small desk, in one short sentence."
 
 
 def start_server(model: str, max_tokens: int, db: Path) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "steps.cli", "--model", model, "serve", "--port", "0",
+    command = [sys.executable, "-m", "roadmap.cli.main", "--model", model, "serve", "--port", "0",
                "--db", str(db), "--max-tokens", str(max_tokens)]
     server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     line = server.stdout.readline()
@@ -47,7 +47,8 @@ def chat(client: httpx.Client, message: str, thread: str | None) -> dict:
     started = time.perf_counter()
     first, thread_out, error = None, thread, None
     try:
-        with client.stream("POST", "/api/chat", json={"message": message, "thread": thread, "mode": "chat"}) as response:
+        request = {"message": message, "thread": thread, "mode": "chat"}
+        with client.stream("POST", "/api/chat", json=request) as response:
             if response.status_code != 200:
                 response.read()
                 return {"seconds": time.perf_counter() - started, "first": None, "thread": thread,
@@ -75,7 +76,8 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p95": None, "p99": None, "max": None}
     cuts = statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else [values[0]] * 99
-    return {"p50": round(cuts[49], 3), "p95": round(cuts[94], 3), "p99": round(cuts[98], 3), "max": round(max(values), 3)}
+    return {"p50": round(cuts[49], 3), "p95": round(cuts[94], 3), "p99": round(cuts[98], 3),
+            "max": round(max(values), 3)}
 
 
 def run_load(url: str, clients: int, requests: int, message: str) -> dict:

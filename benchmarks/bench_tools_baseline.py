@@ -26,10 +26,15 @@ sys.path.insert(0, str(ROOT))
 from langchain_core.messages import AIMessage  # noqa: E402
 from langchain_core.runnables import RunnableLambda  # noqa: E402
 
-from shared.cli import print_json  # noqa: E402
-from shared.evaluation import TOOL_COLUMNS, evaluate_tool_choice, format_table, load_tool_set  # noqa: E402
-from shared.models import get_chat_model  # noqa: E402
-from shared.tools import TOOL_NAMES, build_tools  # noqa: E402
+from shared.core.commands import print_json  # noqa: E402
+from shared.evaluation.suites import (  # noqa: E402
+    TOOL_COLUMNS,
+    evaluate_tool_choice,
+    format_table,
+    load_tool_set,
+)
+from shared.models.registry import get_chat_model  # noqa: E402
+from shared.tools.toolbox import TOOL_NAMES, build_tools  # noqa: E402
 
 
 def baseline_decider(model_path: str, tools: list, n_ctx: int, max_tokens: int, n_threads: int | None):
@@ -58,7 +63,8 @@ def main() -> int:
     parser.add_argument("--model", default="local", help="local, local-small or local:PATH (default: local)")
     parser.add_argument("--set", type=Path, default=ROOT / "data" / "eval" / "tools.jsonl")
     parser.add_argument("--n-ctx", type=int, default=4096)
-    parser.add_argument("--max-tokens", type=int, default=64, help="reply budget; a tool call comes first (default: 64)")
+    parser.add_argument("--max-tokens", type=int, default=64,
+                        help="reply budget; a tool call comes first (default: 64)")
     parser.add_argument("--threads", type=int, help="llama.cpp threads (default: all cores)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -91,7 +97,8 @@ def main() -> int:
         print_json({"baseline": "ChatLlamaCpp.bind_tools", "model": args.model, "seconds": seconds,
                     "replies": tally, **report})
         return 0
-    print(f"\nbaseline ChatLlamaCpp.bind_tools on {args.model}: {len(items)} questions in {seconds} s; replies: {tally}")
+    print(f"\nbaseline ChatLlamaCpp.bind_tools on {args.model}: {len(items)} questions in {seconds} s; "
+          f"replies: {tally}")
     print(format_table(report["summary"], TOOL_COLUMNS))
     return 0
 

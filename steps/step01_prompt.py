@@ -14,22 +14,27 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable
 
-from shared.cli import ArgumentParser, add_model_options, entry_point, print_json
-from shared.console import Meter, StreamPrinter
-from shared.errors import RoadmapError
-from shared.models import get_chat_model
-from shared.prompts import TASKS, get_task
+from shared.core.commands import (
+    ArgumentParser,
+    add_model_options,
+    entry_point,
+    print_json,
+)
+from shared.core.console import Meter, StreamPrinter
+from shared.core.errors import RoadmapError
+from shared.models.registry import get_chat_model
+from shared.tasks.task_prompts import TASKS, get_task
 
 
 def build_chain(model: BaseChatModel, task: str = "classify") -> Runnable:
     """Return the step 1 chain for one task: prompt -> model -> parser."""
-    spec = get_task(task)
+    spec = get_task(task)  # the prompt, parser and temperature of one task (shared/tasks/task_prompts.py)
     # The whole lesson is this one line of LCEL. The prompt template turns the input dict
     # into chat messages, the model answers with a message, the parser turns that message
     # into the value we want (a string, a label, a dict).
     # Note: `bind` fixes call options for this chain only - here the task's temperature
     # (0 for extraction and classification, higher for creative writing).
-    return spec.prompt | model.bind(temperature=spec.temperature) | spec.parser
+    return spec.prompt | model.bind(temperature=spec.temperature) | spec.parser  # New: prompt | model | parser
 
 
 def parse_args(argv: list[str] | None):
@@ -55,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(TASKS) if args.task == "all" else [args.task]
     # Check every input before loading a model: a mistake should cost nothing.
     inputs = {name: TASKS[name].inputs(TASKS[name].example if args.input is None else args.input) for name in names}
-    model = get_chat_model(args.model, max_tokens=args.max_tokens)
+    model = get_chat_model(args.model, max_tokens=args.max_tokens)  # New: a chat model, picked by its spec
 
     results = []
     for name in names:
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         meter = Meter()
         # Callbacks watch a run without changing it: the printer shows tokens as they are
         # generated, the meter adds up the tokens the model reports.
-        callbacks = meter.callbacks if args.json else [*meter.callbacks, StreamPrinter()]
+        callbacks = meter.callbacks if args.json else [*meter.callbacks, StreamPrinter()]  # New: streaming
         if not args.json:
             print(f"\n== {task.capability} ({name}) ==")
             print(f"input: {inputs[name]['text']}")
@@ -75,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         # Note: a parser can fail - a model asked for JSON may still answer in prose.
         # Step 2 shows structured output, which makes that impossible.
         try:
-            output, error = chain.invoke(inputs[name], config={"callbacks": callbacks}), None
+            output, error = chain.invoke(inputs[name], config={"callbacks": callbacks}), None  # New: run the chain
         except OutputParserException as exc:
             output, error = None, f"the reply could not be parsed: {str(exc).splitlines()[0]}"
         results.append(

@@ -20,12 +20,12 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
 from pydantic import BaseModel, Field
 
-from shared.chains import task_chain
-from shared.cli import ArgumentParser, add_model_options, entry_point, print_json
-from shared.console import Meter
-from shared.datasets import DATA_DIR, read_jsonl
-from shared.models import get_chat_model
-from shared.prompts import LABELS, TASKS
+from shared.core.commands import ArgumentParser, add_model_options, entry_point, print_json
+from shared.core.console import Meter
+from shared.core.files import DATA_DIR, read_jsonl
+from shared.models.registry import get_chat_model
+from shared.tasks.task_chains import task_chain
+from shared.tasks.task_prompts import LABELS, TASKS
 
 
 class Ticket(BaseModel):
@@ -68,6 +68,7 @@ TICKET = ChatPromptTemplate.from_messages(
 
 def text_inputs(name: str) -> Runnable:
     """Map ``{"text": message}`` to the input dict of one of step 1's tasks."""
+    # Step 1's chains (`task_chain` is prompt | model | parser) take their task's input dict.
     return RunnableLambda(lambda inputs: TASKS[name].inputs(inputs["text"]))
 
 
@@ -75,7 +76,7 @@ def build_sequential(model: BaseChatModel) -> Runnable:
     """Analyse the message, then write a reply that uses the analysis (two calls in a row)."""
     # `assign` keeps the input and adds a key: the next prompt sees both {text} and {analysis}.
     return (
-        RunnablePassthrough.assign(analysis=text_inputs("analyze") | task_chain(model, "analyze"))
+        RunnablePassthrough.assign(analysis=text_inputs("analyze") | task_chain(model, "analyze"))  # New: a sequence
         | REPLY
         | model
         | StrOutputParser()
@@ -85,9 +86,8 @@ def build_sequential(model: BaseChatModel) -> Runnable:
 def build_router(model: BaseChatModel) -> Runnable:
     """Classify first, then send the message down the branch made for that kind of message."""
     routes = {
-        label: ChatPromptTemplate.from_messages([("system", f"You answer customers of a shop. {how}"), ("human", "{text}")])
-        | model
-        | StrOutputParser()
+        label: ChatPromptTemplate.from_messages([("system", f"You answer customers of a shop. {how}"),
+                                                 ("human", "{text}")]) | model | StrOutputParser()
         for label, how in ROUTE_PROMPTS.items()
     }
 
@@ -98,7 +98,7 @@ def build_router(model: BaseChatModel) -> Runnable:
 
     return (
         RunnablePassthrough.assign(label=text_inputs("classify") | task_chain(model, "classify"))
-        | RunnablePassthrough.assign(reply=RunnableLambda(pick))
+        | RunnablePassthrough.assign(reply=RunnableLambda(pick))  # New: routing by function
     )
 
 
@@ -106,7 +106,7 @@ def build_structured(model: BaseChatModel) -> Runnable:
     """Turn a message into a validated ``Ticket`` object."""
     # Local models decode under a JSON-schema grammar; OpenAI models use native structured
     # output. Either way the result is a Ticket instance, never loose text.
-    return TICKET | model.with_structured_output(Ticket)
+    return TICKET | model.with_structured_output(Ticket)  # New: structured output
 
 
 def build_resilient(model: BaseChatModel) -> Runnable:
@@ -114,18 +114,21 @@ def build_resilient(model: BaseChatModel) -> Runnable:
     # Retries are for transient failures (a timeout, a rate limit): the model call is tried
     # up to three times. Note: retrying a *parse* failure rarely helps - at temperature 0
     # the model gives the same reply again - so that case goes to a fallback instead.
-    steady = model.with_retry(stop_after_attempt=3)
-    primary = task_chain(steady, "extract") | RunnableLambda(lambda order: {"order": order, "via": "prompt + JSON parser"})
+    steady = model.with_retry(stop_after_attempt=3)  # New: retries
+    primary = task_chain(steady, "extract") | RunnableLambda(
+        lambda order: {"order": order, "via": "prompt + JSON parser"}
+    )
     fallback = TASKS["extract"].prompt | model.with_structured_output(Order) | RunnableLambda(
         lambda order: {"order": order.model_dump(), "via": "structured output"}
     )
+    # New: a fallback, taken only when the primary chain raises one of these exceptions.
     return text_inputs("extract") | primary.with_fallbacks([fallback], exceptions_to_handle=(OutputParserException,))
 
 
 def build_parallel(model: BaseChatModel) -> Runnable:
     """Run three independent chains on the same message at once; the result is a dict."""
     # Any runnables compose: one branch here is the whole retry-and-fallback chain above.
-    return RunnableParallel(
+    return RunnableParallel(  # New: parallel branches
         label=text_inputs("classify") | task_chain(model, "classify"),
         analysis=text_inputs("analyze") | task_chain(model, "analyze"),
         order=build_resilient(model),
@@ -143,8 +146,8 @@ def parse_args(argv: list[str] | None):
         description="Step 2: prompt chains. Shows sequential, parallel, routed and structured chains on "
         "one message, then batches the structured chain over an inbox file.",
     )
-    parser.add_argument("--message", default=None, help="the customer message to work on (default: the first in the inbox)")
-    parser.add_argument("--inbox", type=Path, default=DATA_DIR / "inbox.jsonl", help="JSONL file of {id, text} messages")
+    parser.add_argument("--message", help="the customer message to work on (default: the first in the inbox)")
+    parser.add_argument("--inbox", type=Path, default=DATA_DIR / "inbox.jsonl", help="JSONL of {id, text} messages")
     parser.add_argument("--concurrency", type=int, default=2, help="batch: requests in flight at once (default: 2)")
     parser.add_argument("--max-tokens", type=int, default=200, help="longest answer per call (default: 200)")
     add_model_options(parser)
@@ -172,14 +175,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"message: {message}")
     for title, chain in demos.items():
         value = chain.invoke({"text": message}, config=config)
-        results[title] = value.model_dump() if isinstance(value, BaseModel) else value
+        results[title] = value = value.model_dump() if isinstance(value, BaseModel) else value
         if not args.json:
-            print(f"\n== {title} ==\n{format_value(results[title])}")
+            shown = "\n".join(f"{k}: {v}" for k, v in value.items()) if isinstance(value, dict) else value
+            print(f"\n== {title} ==\n{shown}")
 
     # batch() runs many inputs through one chain; max_concurrency caps requests in flight.
     # Note: the embedded model serves one request at a time, so locally the batch queues;
     # against a server (OpenAI, vLLM) the same line runs requests side by side.
-    tickets = build_structured(model).batch(
+    tickets = build_structured(model).batch(  # New: batch
         [{"text": row["text"]} for row in inbox], config={**config, "max_concurrency": args.concurrency}
     )
     batch = [{"id": row["id"], **ticket.model_dump()} for row, ticket in zip(inbox, tickets)]
@@ -191,12 +195,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['id']}: [{row['category']}/{row['urgency']}] {row['summary']}")
     print(f"\n[{meter.summary()}]")
     return 0
-
-
-def format_value(value) -> str:
-    if isinstance(value, dict):
-        return "\n".join(f"{key}: {item}" for key, item in value.items())
-    return str(value)
 
 
 if __name__ == "__main__":

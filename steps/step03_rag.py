@@ -10,19 +10,36 @@ Run it:  roadmap run 3   (or: python -m steps.step03_rag --question "..." --docs
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import Runnable
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.runnables import (
+    Runnable,
+    RunnableLambda,
+    RunnableParallel,
+    RunnablePassthrough,
+)
 
-from shared.cli import ArgumentParser, add_docs_options, add_model_options, entry_point, print_json, warn
-from shared.console import Meter, StreamPrinter
-from shared.corpus import build_index as shared_build_index
-from shared.models import choose, get_chat_model
-from shared.rag import RAG_PROMPT, build_rag_chain, check_question, format_context, refusal_for
-from shared.retrieval import Retriever
-from shared.settings import EMBEDDINGS_ENV
-from shared.vectorstore import SyncReport, VectorIndex, index_location
+from shared.core.commands import (
+    ArgumentParser,
+    add_docs_options,
+    add_model_options,
+    entry_point,
+    print_json,
+    warn,
+)
+from shared.core.console import Meter, StreamPrinter, format_sources
+from shared.core.questions import check_question
+from shared.core.settings import EMBEDDINGS_ENV
+from shared.models.registry import choose, embeddings_identity, get_chat_model
+from shared.rag.knowledge_base import build_index
+from shared.rag.rag_prompt import (
+    RAG_PROMPT,
+    format_context,
+    refusal_for,
+    source_entries,
+)
+from shared.rag.retrieval import Retriever
+from shared.rag.vectorstore import index_location
 
 QUESTIONS = (
     "How long is the warranty on the Aurora desk lamp?",
@@ -31,30 +48,25 @@ QUESTIONS = (
 )
 
 
-def build_index(
-    docs: Path, embeddings_spec: str, location: Path, progress: bool = False, on_warning=None
-) -> tuple[VectorIndex, SyncReport]:
-    """Load, split, embed and store the documents of ``docs`` - or just the files that changed."""
-    # The index is saved next to a manifest of file hashes: a second run with the same files
-    # embeds nothing, and an edited file re-embeds only its own chunks. Embedding is the slow
-    # part of indexing, so this is what makes "ask again" instant.
-    return shared_build_index(docs, embeddings_spec, location, progress=progress, on_warning=on_warning)
-
-
-def build_retriever(index: VectorIndex, k: int = 4, mode: str = "hybrid", mmr: bool = False) -> Retriever:
-    """The retriever: ``k`` chunks by meaning (dense), by words (BM25), or both fused (hybrid)."""
-    # Note: MiniLM, the embedded embeddings model, barely understands Korean. BM25 on Hangul
-    # bigrams rescues the Korean questions, and reciprocal rank fusion merges both rankings
-    # without comparing their scores. docs/rag.md has the numbers behind the default.
-    return Retriever(index=index, k=k, mode=mode, mmr=mmr)
-
-
 def build_chain(model: BaseChatModel, retriever: Runnable) -> Runnable:
     """question -> {"question", "answer", "sources"}: retrieve, fill the prompt, answer, cite."""
-    # The chain is plain LCEL: the retriever and the question run side by side, the chunks are
-    # numbered into the prompt's {context}, the model answers, and the chunks come back as
-    # sources - so the caller can show exactly what the answer was based on.
-    return build_rag_chain(model, retriever)
+    # The answer is step 2's prompt | model | parser; only the prompt is new: it numbers the
+    # chunks, asks for citations, and has a fixed sentence for "not in the documents".
+    answer = RAG_PROMPT | model | StrOutputParser()
+    return (
+        # New: the retriever is one more runnable - it runs beside the question it was given.
+        RunnableParallel(question=RunnablePassthrough(), documents=retriever)
+        # New: the chunks become the prompt's {context}, numbered [1], [2], ... so the answer
+        # can cite them; the refusal sentence follows the question's language.
+        | RunnablePassthrough.assign(
+            context=lambda x: format_context(x["documents"]), refusal=lambda x: refusal_for(x["question"])
+        )
+        | RunnablePassthrough.assign(answer=answer)
+        # New: the chunks come back as sources, so the caller can show what the answer is based on.
+        | RunnableLambda(lambda x: {
+            "question": x["question"], "answer": x["answer"].strip(), "sources": source_entries(x["documents"]),
+        })
+    )
 
 
 def parse_args(argv: list[str] | None):
@@ -75,8 +87,17 @@ def main(argv: list[str] | None = None) -> int:
     # Check the questions before indexing anything: a typo should cost nothing.
     questions = [check_question(q) for q in args.question or QUESTIONS]
     spec = choose(args.embeddings, EMBEDDINGS_ENV).spec
-    index, report = build_index(args.docs, spec, index_location(args.docs, spec), progress=not args.json, on_warning=warn)
-    retriever = build_retriever(index, k=args.k, mode=args.mode)
+    # New: load, split, embed and store the documents - or just the files that changed. The
+    # index is saved next to a manifest of file hashes: a second run with the same files embeds
+    # nothing, and an edited file re-embeds only its own chunks. Embedding is the slow part of
+    # indexing, so this is what makes "ask again" instant.
+    location = index_location(args.docs, embeddings_identity(spec))
+    index, report = build_index(args.docs, spec, location, progress=not args.json, on_warning=warn)
+    # New: the retriever finds k chunks by meaning (dense), by words (BM25), or both fused (hybrid).
+    # Note: MiniLM, the embedded embeddings model, barely understands Korean. BM25 on Hangul
+    # bigrams rescues the Korean questions, and reciprocal rank fusion merges both rankings
+    # without comparing their scores. docs/rag.md has the numbers behind the default.
+    retriever = Retriever(index=index, k=args.k, mode=args.mode)
     # temperature 0: the answer should follow the context, not improvise around it.
     model = get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0)
     chain = build_chain(model, retriever)
@@ -92,10 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         # Show the two halves of RAG separately first: what retrieval found, then the prompt.
         print(f"\n== {question} ==")
         chunks = retriever.invoke(question)
-        for number, chunk in enumerate(chunks, start=1):
-            page = f" p.{chunk.metadata['page']}" if chunk.metadata["page"] else ""
-            print(f"  [{number}] {chunk.metadata['source']}{page}  score {chunk.metadata['score']:.3f}")
-        prompt = RAG_PROMPT.format_messages(context=format_context(chunks), question=question, refusal=refusal_for(question))
+        print(format_sources(source_entries(chunks), scores=True))
+        prompt = RAG_PROMPT.format_messages(
+            context=format_context(chunks), question=question, refusal=refusal_for(question)
+        )
         print(f"prompt: {sum(len(m.text) for m in prompt):,} characters in {len(prompt)} messages")
         # Note: the chain retrieves again - retrieval is cheap next to generation, and the
         # chain stays one runnable you can reuse as is.

@@ -11,14 +11,20 @@ Run it:  roadmap run 5   (or: python -m steps.step05_tools --question "What is 1
 from __future__ import annotations
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
-from shared.cli import ArgumentParser, add_model_options, entry_point, print_json
-from shared.console import Meter, StreamPrinter
-from shared.models import get_chat_model
-from shared.rag import check_question
-from shared.toolcalling import answer_with_tools
-from shared.tools import TOOL_EXAMPLES, build_tools
+from shared.core.commands import (
+    ArgumentParser,
+    add_model_options,
+    entry_point,
+    print_json,
+)
+from shared.core.console import Meter, StreamPrinter
+from shared.core.questions import check_question
+from shared.models.chat_base import supported_tool_options
+from shared.models.registry import get_chat_model
+from shared.tools.toolbox import TOOL_EXAMPLES, TOOL_SYSTEM, build_tools
 
 # One question per tool - and one that needs none, to show the model may also just answer.
 QUESTIONS = (
@@ -32,17 +38,58 @@ QUESTIONS = (
 
 
 def build_chain(model: BaseChatModel, tools: list, examples=None, on_stage=None) -> Runnable:
-    """question -> {"question", "tool_calls", "tool_results", "answer", "messages"}."""
-    # The chain is one round of tool calling (shared/toolcalling.py): bind_tools, the model's
-    # tool_calls, run each tool, send the results back as ToolMessages, and let the model answer.
-    # on_stage lets a caller watch the middle stages without taking the chain apart.
+    """question -> {"question", "tool_calls", "tool_results", "answer", "messages"}.
+
+    One round of tool calling. on_stage(stage, messages), if given, sees the middle stages
+    before the answer: ("tool_calls", [AIMessage]), then ("tool_results", [ToolMessage, ...]).
+    """
+    by_name = {tool.name: tool for tool in tools}
+    # New: bind_tools tells the model each tool's name, description and argument schema.
     # Note: examples are few-shot decisions for small local models (docs/tools.md has the
-    # numbers); hosted models ignore them.
-    return RunnableLambda(
-        lambda question, config: answer_with_tools(
-            model, tools, question, config=config, on_stage=on_stage, tool_examples=examples
-        )
-    )
+    # numbers); supported_tool_options passes them on only to a model that declares it reads
+    # them, so a hosted model's bind_tools never receives an argument it does not know.
+    decide = model.bind_tools(tools, **supported_tool_options(model, tool_examples=examples))
+
+    def run_tool(call: dict) -> ToolMessage:
+        tool = by_name.get(call["name"])
+        if tool is None:
+            # A model may name a tool that does not exist: that too becomes a result to read.
+            return ToolMessage(f"error: there is no tool named {call['name']!r}; the tools are: {', '.join(by_name)}",
+                               tool_call_id=call["id"], name=call["name"], status="error")
+        # New: invoked with the whole call (not just its args), a tool returns a ToolMessage that
+        # carries the call's id. Bad arguments or a failure come back as an error result too.
+        return tool.invoke(call)
+
+    def answer(question: str, config: RunnableConfig) -> dict:
+        messages = [SystemMessage(TOOL_SYSTEM), HumanMessage(question)]
+        # New: the reply is an AIMessage whose tool_calls name a tool and its arguments - or,
+        # when no tool is needed, a plain answer.
+        decision = decide.invoke(messages, config=config)
+        messages.append(decision)
+        results = []
+        if decision.tool_calls:
+            if on_stage:
+                on_stage("tool_calls", [decision])
+            results = [run_tool(call) for call in decision.tool_calls]
+            messages.extend(results)
+            if on_stage:
+                on_stage("tool_results", results)
+            # New: the model reads its own calls and their results, and answers.
+            # Note: this time without tools bound, so the round ends here; an agent (step 6)
+            # binds them again and lets the model call more.
+            final = model.invoke(messages, config=config)
+            messages.append(final)
+        else:
+            final = decision
+        return {
+            "question": question,
+            "tool_calls": [{"name": c["name"], "args": c["args"], "id": c["id"]} for c in decision.tool_calls],
+            "tool_results": [{"name": r.name, "content": r.text, "status": r.status} for r in results],
+            "answer": final.text.strip(),
+            "messages": messages,
+        }
+
+    return RunnableLambda(answer)
 
 
 def show_stage(stage: str, messages: list) -> None:

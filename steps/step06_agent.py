@@ -11,12 +11,29 @@ Run it:  roadmap run 6   (or: roadmap agent "What do 3 Breeze fans cost at the d
 
 from __future__ import annotations
 
+from langchain.agents import create_agent
+from langchain.agents.middleware import ModelCallLimitMiddleware, ToolErrorMiddleware
 from langgraph.checkpoint.memory import InMemorySaver
 
-from shared.agent import EventPrinter, build_agent, run_agent
-from shared.cli import ArgumentParser, add_model_options, entry_point, print_json
-from shared.models import get_chat_model
-from shared.rag import check_question
+from shared.agent.agent_runner import EventPrinter, run_agent
+from shared.agent.middleware import (
+    AGENT_SYSTEM,
+    FollowPlan,
+    ToolBudget,
+    ToolExamples,
+    TrimHistory,
+    tool_error,
+)
+from shared.core.commands import (
+    ArgumentParser,
+    add_model_options,
+    entry_point,
+    print_json,
+)
+from shared.core.errors import RoadmapError
+from shared.core.questions import check_question
+from shared.models.registry import get_chat_model
+from shared.tools.toolbox import TOOL_EXAMPLES, build_tools
 
 # From no tool to a chain of two - and a follow-up that only makes sense with memory.
 QUESTIONS = (
@@ -25,6 +42,49 @@ QUESTIONS = (
     "Look up the Breeze fan's price in the shop database, then tell me what 3 of them cost.",
     "And how many of them are in stock?",
 )
+
+
+def build_agent(model, tools=None, *, checkpointer=None, examples=TOOL_EXAMPLES, max_tool_calls=3,
+                max_model_calls=5, plan=True):
+    """The agent: step 5's round of tool calling, repeated until the model answers.
+
+    tools default to the five of step 5; examples are few-shot decisions for small local
+    models ([] for none); plan=False skips FollowPlan. Raises RoadmapError when a limit is
+    below 1, or when max_model_calls leaves the model no call to answer after its last tool.
+    """
+    if max_model_calls <= max_tool_calls:
+        raise RoadmapError(
+            f"max_model_calls ({max_model_calls}) must exceed max_tool_calls ({max_tool_calls}), "
+            "so the model can answer after its last tool call"
+        )
+    # New: create_agent writes the loop of step 5 as a graph - the model node decides, the tools
+    # node runs its tool calls and sends the ToolMessages back - until the model answers.
+    return create_agent(
+        model,
+        list(tools) if tools is not None else build_tools(),
+        system_prompt=AGENT_SYSTEM,
+        # New: middleware wraps every model (or tool) call of the loop, in this order; each keeps
+        # a small local model's loop short and sure to end.
+        middleware=[
+            # A hard stop after max_model_calls, in case the model never answers.
+            ModelCallLimitMiddleware(run_limit=max_model_calls, exit_behavior="end"),
+            # After max_tool_calls - or a call it already made - the model must answer.
+            ToolBudget(max_tool_calls),
+            # A plan: the first tool call also says what follows it (the answer, or one more
+            # tool); later rounds may only call that tool or answer. A small model forgets a
+            # second step, or adds a needless one, far less this way.
+            *([FollowPlan()] if plan else []),
+            # Few-shot decisions, shown to a model that declares it reads them.
+            ToolExamples(examples),
+            # A long thread loses its oldest turns, so the prompt fits the context window.
+            TrimHistory(),
+            # A tool that fails sends its error back to the model, which can try again.
+            ToolErrorMiddleware(tool_error),
+        ],
+        # Step 4's memory: with a thread id, the next question sees the earlier ones.
+        checkpointer=checkpointer,
+        name="roadmap_agent",
+    )
 
 
 def parse_args(argv: list[str] | None):
@@ -48,15 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     # temperature 0: each decision should be the model's best guess, every time.
     model = get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0)
 
-    # The agent (shared/agent.py) is LangChain's create_agent with the five tools of step 5 and
-    # middleware around the loop:
-    #   - a plan: the first decision also says what comes after its tool's result - the answer,
-    #     or one more tool (one more when the tools together are likelier than the answer).
-    #     Later rounds may only call that tool (or answer), then must answer: a small model
-    #     forgets a second step, or adds a needless one, far less this way;
-    #   - a tool budget: after 3 tool calls - or a call it already made - the model must answer;
-    #   - a hard cap on model calls, in case it still does not;
-    #   - a tool that fails sends its error back to the model, which can try again.
     # The checkpointer is step 4's memory, here kept in RAM for the demo; `roadmap agent
     # --thread ID` keeps it in the SQLite file instead.
     agent = build_agent(model, checkpointer=InMemorySaver(), max_tool_calls=args.max_tool_calls,

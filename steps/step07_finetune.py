@@ -1,4 +1,4 @@
-"""Step 7 - the fine-tuning hook: build training data, validate it, train, measure the gain.
+"""Step 7 - the fine-tuning hook: build training data, validate it, train, register, use.
 
 Builds chat-format examples and (question, passage) pairs from your own sources, checks them the
 way hosted providers do, shows the pluggable trainers, fine-tunes step 3's embeddings on this CPU
@@ -10,41 +10,42 @@ Run it:  roadmap run 7   (or: python -m steps.step07_finetune --epochs 2)
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-from shared.artifacts import existing
-from shared.cli import ArgumentParser, add_model_options, entry_point, print_json, warn
-from shared.datasets import DATA_DIR
-from shared.embedding_tuning import TuneSettings, compare_retrieval
-from shared.evaluation import format_table
-from shared.finetune_check import token_counter, validate_file
-from shared.finetune_data import FILES, Dataset, build_dataset, default_dataset_dir, write_dataset
-from shared.models import choose
-from shared.trainers import TRAINERS, TrainRequest, get_trainer
+from shared.core.commands import (
+    ArgumentParser,
+    add_model_options,
+    entry_point,
+    print_json,
+    warn,
+)
+from shared.core.files import DATA_DIR, file_sha256
+from shared.evaluation.suites import format_table
+from shared.finetune.artifacts import Artifact, existing
+from shared.finetune.dataset import (
+    FILES,
+    build_dataset,
+    default_dataset_dir,
+    write_dataset,
+)
+from shared.finetune.embedding_tuning import TuneSettings, compare_retrieval
+from shared.finetune.trainers import TRAINERS, TrainRequest, get_trainer
+from shared.finetune.validation import token_counter, validate_file
+from shared.models.registry import choose
 
 NAME = "step7"  # the lesson's own artifact; it is replaced whenever its data or settings change
 COLUMNS = [("embeddings", "embeddings"), ("group", "group"), ("questions", "questions"),
            ("hit@1", "hit@1"), ("hit@k", "hit@4"), ("mrr", "MRR")]
 
 
-def build_data(docs: Path, use_memory: bool = False) -> Dataset:
-    """Curated examples, (optionally) stored conversations and RAG pairs -> split, deduplicated data."""
-    # Note: the RAG evaluation set is split by a hash of each question's id. The held-out half
-    # is never trained on - build_dataset refuses training data that contains one of them -
-    # so the figures below measure what the model learnt, not what it memorised.
-    return build_dataset(docs, use_memory=use_memory)
-
-
-def train_or_reuse(folder: Path, settings: TuneSettings, progress: bool):
-    """Fine-tune MiniLM on the pairs in ``folder`` - unless the same data was trained already."""
-    data_sha256 = hashlib.sha256((folder / FILES["pairs_train"]).read_bytes()).hexdigest()
-    found = existing(NAME)
-    same = {k: v for k, v in (found.settings if found else {}).items() if k != "versions"} == settings.as_dict()
-    if found and found.data_sha256 == data_sha256 and same:
-        return found, True
-    trainer = get_trainer("local-embeddings")
-    return trainer.train(TrainRequest(NAME, folder, force=True, progress=progress, settings=settings.as_dict())), False
+def is_current(artifact: Artifact | None, data_sha256: str, settings: TuneSettings) -> bool:
+    """True when the registered ``artifact`` was trained on exactly this data with these settings."""
+    # New: the registry records, with every artifact, the SHA-256 of its training data and the
+    # settings it was trained with - enough to know that training again would change nothing.
+    # (The library versions it also records are left out of the comparison.)
+    if artifact is None or artifact.data_sha256 != data_sha256:
+        return False
+    return {k: v for k, v in artifact.settings.items() if k != "versions"} == settings.as_dict()
 
 
 def parse_args(argv: list[str] | None):
@@ -71,11 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     settings.check()
     out = print if not args.json else (lambda *a, **k: None)
 
-    # 1. Data: the same sources give chat examples (for hosted chat fine-tuning) and pairs
-    #    (for the embeddings trainer), split once, by hash, so a rebuild never moves an example.
+    # 1. Build. The same sources give chat examples (for hosted chat fine-tuning) and
+    #    (question, passage) pairs (for the embeddings trainer), split once, by hash, so a
+    #    rebuild never moves an example.
+    # Note: the RAG evaluation set is split by a hash of each question's id too. The held-out
+    # half is never trained on - build_dataset refuses training data that contains one of them -
+    # so the figures below measure what the model learnt, not what it memorised.
     folder = default_dataset_dir()
-    dataset = build_data(args.docs, args.memory)
-    manifest = write_dataset(dataset, folder)
+    dataset = build_dataset(args.docs, use_memory=args.memory)  # New: training data from your sources
+    manifest = write_dataset(dataset, folder)  # New: JSONL files and a manifest of counts and hashes
     counts = manifest["counts"]
     out(f"== 1. dataset ({folder})\nchat examples: {counts['train']} train / {counts['validation']} validation "
         f"{counts['by_origin']}; pairs: {counts['pairs_train']} / {counts['pairs_validation']}; "
@@ -83,13 +88,16 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. Validate before you pay: the checks hosted providers run, and the token count with the
     #    target model's own tokenizer - what training would cost, and what would be truncated.
-    report = validate_file(folder / FILES["train"], token_counter(args.model))
+    #    A bad file stops here, in one line, before any training.
+    report = validate_file(folder / FILES["train"], token_counter(args.model))  # New: the validator
     report.raise_if_invalid()
     out("\n== 2. validation\n" + "\n".join(report.lines()))
 
-    # 3. The trainers share one interface; a new provider is one more class in shared/trainers.py.
+    # 3. Pick a trainer. Every trainer has the same two calls, `check(request)` and
+    #    `train(request) -> Artifact`: a new provider (a hosted API, a LoRA trainer on a GPU box)
+    #    is one more class in shared/finetune/trainers.py, and nothing below changes.
     out("\n== 3. trainers")
-    for trainer in TRAINERS.values():
+    for trainer in TRAINERS.values():  # New: the trainers, behind one interface
         out(f"  {trainer.name:<17} trains {trainer.trains}\n  {'':<17} needs {trainer.needs}")
     payload = {"step": 7, "dataset": counts, "validation": report.summary(), "trainers": list(TRAINERS)}
     if choose(args.model).family == "fake":
@@ -99,18 +107,27 @@ def main(argv: list[str] | None = None) -> int:
             print_json({**payload, "trained": None})
         return 0
 
-    # 4. Train (a minute on 2 cores) - or reuse the model trained on exactly this data.
+    # 4. Train and register. The registry keeps each artifact in a folder of the cache, with a
+    #    manifest (trainer, base model, data hash, settings, metrics, the spec to use it by).
+    #    It is looked up first, so the same data and settings are trained only once; `train`
+    #    fits the model, then records it there.
     out("\n== 4. fine-tuning all-MiniLM-L6-v2 on the training pairs", flush=True)
-    artifact, reused = train_or_reuse(folder, settings, progress=not args.json)
+    artifact = existing(NAME)  # New: the artifact registry
+    reused = is_current(artifact, file_sha256(folder / FILES["pairs_train"]), settings)
+    if not reused:
+        request = TrainRequest(NAME, folder, force=True, progress=not args.json, settings=settings.as_dict())
+        artifact = get_trainer("local-embeddings").train(request)  # New: trains (a minute on 2 cores), registers
     training = artifact.metrics["training"]
     out(f"{'reused' if reused else 'trained'} {artifact.spec}: {training['pairs']} pairs, {training['steps']} steps, "
         f"{training['seconds']} s; validation loss {training['validation_loss_before']} -> "
         f"{training['validation_loss_after']}")
 
-    # 5. Measure: the same dense index (same chunks, same k) with each embeddings, scored on the
-    #    held-out questions only. Dense retrieval, so nothing but the embeddings differs.
-    rows = compare_retrieval(args.docs, dataset.heldout, ["local", artifact.spec], k=4, progress=not args.json,
-                             on_warning=warn)
+    # 5. Use it by its spec alone. `artifact.spec` is "local:ft/step7", and
+    #    `get_embeddings("local:ft/step7")` loads it - so `--embeddings local:ft/step7` plugs it
+    #    into steps 3 to 6 and every `roadmap` command. Here it is measured: the same dense index
+    #    (same chunks, same k) with each embeddings, scored on the held-out questions only.
+    rows = compare_retrieval(args.docs, dataset.heldout, ["local", artifact.spec],  # New: use the artifact by spec
+                             k=4, progress=not args.json, on_warning=warn)
     out(f"\n== 5. retrieval on {len(dataset.heldout)} held-out questions, before and after\n"
         + format_table(rows, COLUMNS))
     out(f"\nuse it anywhere: roadmap ask \"...\" --embeddings {artifact.spec}")

@@ -11,11 +11,13 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+from pydantic import Field
 
-from shared.fake import ScriptedChatModel
-from shared.models import register_chat_model
+from shared.models.fake import ScriptedChatModel
+from shared.models.registry import register_chat_model
 
 PROVIDER_VARS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE", "ROADMAP_MODEL", "ROADMAP_EMBEDDINGS")
 _real_connect = socket.socket.connect
@@ -79,8 +81,8 @@ def local_model_env(monkeypatch, model_cache):
 @pytest.fixture(scope="session")
 def local_model(model_cache):
     """The real embedded chat model (assembled and loaded once per session)."""
-    from shared.llamacpp import LlamaCppChatModel
-    from shared.model_files import QWEN_1_5B, ensure_model_file
+    from shared.models.gguf_files import QWEN_1_5B, ensure_model_file
+    from shared.models.llamacpp import LlamaCppChatModel
 
     path = ensure_model_file(QWEN_1_5B, model_cache / "models", show_progress=False)
     return LlamaCppChatModel(model_path=str(path), model_name=QWEN_1_5B.label, temperature=0.0, max_tokens=128)
@@ -104,6 +106,24 @@ def tiny_docs(tmp_path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return root
+
+
+class PlainChatModel(ScriptedChatModel):
+    """The scripted fake as another provider looks: it declares no ``bind_tools`` options of ours
+    (``tool_options``), and keeps what each ``bind_tools`` call received in ``bind_kwargs``."""
+
+    tool_options: ClassVar[frozenset[str]] = frozenset()
+    bind_kwargs: list[dict] = Field(default_factory=list)
+
+    def bind_tools(self, tools, **kwargs):
+        self.bind_kwargs.append(dict(kwargs))
+        return super().bind_tools(tools, **kwargs)
+
+
+@pytest.fixture
+def plain_model():
+    """Make a scripted fake that takes no options of ours: ``plain_model(["Hi"]).bind_kwargs``."""
+    return lambda responses=(): PlainChatModel(responses=list(responses))
 
 
 class PacedChatModel(ScriptedChatModel):
@@ -136,9 +156,9 @@ def live_server(request, tmp_path, tiny_docs):
     def start(model):
         import uvicorn
 
-        from shared.corpus import open_retriever
-        from shared.memory import open_memory
-        from shared.webapp import Backend, create_app, socket_for, url_of
+        from roadmap.web.server import Backend, create_app, socket_for, url_of
+        from shared.memory.store import open_memory
+        from shared.rag.knowledge_base import open_retriever
 
         backend = Backend(model, open_memory(tmp_path / "web.sqlite"), lambda: open_retriever(tiny_docs, "fake"))
         sock = socket_for("127.0.0.1", 0)
@@ -173,4 +193,4 @@ def fake_training(monkeypatch):
         return {"pairs": len(pairs), "validation_pairs": len(validation), "steps": 1, "seconds": 0.0,
                 "train_loss": [0.5], "validation_loss_before": None, "validation_loss_after": None}
 
-    monkeypatch.setattr("shared.embedding_tuning.fine_tune", fine_tune)
+    monkeypatch.setattr("shared.finetune.embedding_tuning.fine_tune", fine_tune)

@@ -1,0 +1,1 @@
+"""The app: the ``roadmap`` command and the web server, built on the steps' builders."""

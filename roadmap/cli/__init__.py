@@ -1,0 +1,1 @@
+"""The ``roadmap`` command: one module per group of verbs, imported only when its verb runs."""

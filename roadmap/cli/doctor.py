@@ -1,0 +1,88 @@
+"""`roadmap doctor`: models, files and versions checked, with how to fix each problem."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from shared.core.commands import print_json
+from shared.core.errors import RoadmapError
+
+PACKAGES = (
+    "langchain", "langchain-core", "langgraph", "langchain-openai", "langchain-community",
+    "llama-cpp-python", "sentence-transformers", "torch", "faiss-cpu",
+)
+
+
+def doctor_report(model_spec: str | None, embeddings_spec: str | None) -> dict:
+    """Collect what ``roadmap doctor`` shows: model choice, files, versions, problems and fixes."""
+    # Imported here, not at the top: importlib.metadata alone would double `roadmap --help`'s start-up.
+    from importlib import metadata
+
+    from shared.core.settings import cache_dir
+    from shared.models.gguf_files import QWEN_0_5B, QWEN_1_5B, chunk_files, is_verified
+    from shared.models.registry import EMBEDDINGS_ENV, choose
+
+    problems: list[str] = []
+    choice = choose(model_spec)
+    embeddings = choose(embeddings_spec, EMBEDDINGS_ENV)
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+            problems.append(f"{name} is missing: pip install -e .")
+    models = {}
+    for label, source in (("local", QWEN_1_5B), ("local-small", QWEN_0_5B)):
+        path = cache_dir() / "models" / source.filename
+        try:
+            chunk_files(source)
+            packages = "installed"
+        except RoadmapError as exc:
+            packages = str(exc)
+        models[label] = {"file": str(path), "verified": is_verified(source, path), "packages": packages}
+    if choice.family in ("local", "local-small") and not choice.argument:
+        status = models[choice.family]
+        if status["packages"] != "installed" and not status["verified"]:
+            problems.append(status["packages"])
+    if choice.family == "openai" and not os.environ.get("OPENAI_API_KEY"):
+        problems.append("OPENAI_API_KEY is not set: export it (any value for a local OpenAI-compatible server)")
+    return {
+        "python": sys.version.split()[0],
+        "model": {"spec": choice.spec, "source": choice.source},
+        "embeddings": {"spec": embeddings.spec, "source": embeddings.source},
+        "openai_base_url": os.environ.get("OPENAI_BASE_URL"),
+        "cache": str(cache_dir()),
+        "model_files": models,
+        "versions": versions,
+        "problems": problems,
+    }
+
+
+def cmd_doctor(args) -> int:
+    report = doctor_report(args.model, args.embeddings)
+    if args.json:
+        print_json(report)
+        return 1 if report["problems"] else 0
+    print(f"python        {report['python']}")
+    print(f"chat model    {report['model']['spec']}  (from {report['model']['source']})")
+    print(f"embeddings    {report['embeddings']['spec']}  (from {report['embeddings']['source']})")
+    if report["openai_base_url"]:
+        print(f"openai server {report['openai_base_url']}")
+    print(f"cache         {report['cache']}")
+    for label, status in report["model_files"].items():
+        state = "verified" if status["verified"] else (
+            "not assembled yet (done on first use)" if status["packages"] == "installed" else "packages missing"
+        )
+        print(f"{label:<13} {state}: {status['file']}")
+    for name, version in report["versions"].items():
+        print(f"  {name:<22} {version or 'MISSING'}")
+    if report["problems"]:
+        print("\nproblems:")
+        for problem in report["problems"]:
+            print(f"  - {problem}")
+        return 1
+    print("\nall good")
+    return 0
+

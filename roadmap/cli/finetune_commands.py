@@ -1,0 +1,245 @@
+"""`roadmap finetune build|validate|train|status|eval|list`: step 7."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.core.commands import add_verb, print_json, warn
+from shared.core.errors import RoadmapError
+
+
+def cmd_finetune_build(args) -> int:
+    from shared.finetune.dataset import (
+        CURATED_EXAMPLES,
+        RAG_SET,
+        TRAINING_QUESTIONS,
+        VALIDATION_SHARE,
+        build_dataset,
+        default_dataset_dir,
+        write_dataset,
+    )
+
+    share = VALIDATION_SHARE if args.validation_share is None else args.validation_share
+    dataset = build_dataset(args.docs, args.examples or CURATED_EXAMPLES, args.questions or TRAINING_QUESTIONS,
+                            args.set or RAG_SET, args.db, args.memory, share)
+    out = args.out or default_dataset_dir()
+    manifest = write_dataset(dataset, out, force=args.force)
+    if args.json:
+        print_json({"out": str(out), **manifest})
+        return 0
+    counts = manifest["counts"]
+    origins = ", ".join(f"{n} {origin}" for origin, n in counts["by_origin"].items())
+    print(f"chat examples: {counts['train']} train, {counts['validation']} validation ({origins}; "
+          f"{counts['duplicates_dropped']} duplicates and {counts['heldout_dropped']} held-out questions dropped)")
+    print(f"retrieval pairs: {counts['pairs_train']} train, {counts['pairs_validation']} validation; "
+          f"{counts['heldout_questions']} RAG questions held out, none of them in the training data")
+    print(f"written to {out}: " + ", ".join(manifest["sha256"]))
+    return 0
+
+
+def cmd_finetune_validate(args) -> int:
+    from shared.finetune.dataset import default_dataset_dir
+    from shared.finetune.validation import (
+        configured_price,
+        token_counter,
+        validate_file,
+    )
+
+    path = args.file or default_dataset_dir() / "train.jsonl"
+    price = configured_price(args.price_per_mtok)
+    report = validate_file(path, token_counter(args.target or args.model), args.max_tokens, price, args.epochs)
+    if args.json:
+        print_json(report.summary())
+    else:
+        print("\n".join(report.lines()))
+    report.raise_if_invalid()
+    return 0
+
+
+def cmd_finetune_train(args) -> int:
+    from shared.finetune.dataset import (
+        build_dataset,
+        default_dataset_dir,
+        write_dataset,
+    )
+    from shared.finetune.trainers import TrainRequest, get_trainer
+
+    trainer = get_trainer(args.trainer)
+    options = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+               "max_seq_length": args.max_seq_length}
+    request = TrainRequest(
+        name=args.name, data=args.data or default_dataset_dir(), base=args.base, force=args.force,
+        confirm=args.yes_upload, progress=not args.json, settings={k: v for k, v in options.items() if v is not None},
+    )
+    trainer.check(request)
+    if args.data is None and not (request.data / "dataset.json").exists():
+        # No dataset yet: build the default one first, as `roadmap finetune build` would.
+        if not args.json:
+            print(f"no dataset in {request.data} yet; building it from data/", flush=True)
+        write_dataset(build_dataset(), request.data)
+    artifact = trainer.train(request)
+    if args.json:
+        print_json(artifact.as_dict())
+        return 0
+    training = artifact.metrics.get("training", {})
+    if training:
+        print(f"trained {artifact.name} on {training['pairs']} pairs: {training['steps']} steps in "
+              f"{training['seconds']} s; loss per epoch {training['train_loss']}; validation loss "
+              f"{training['validation_loss_before']} -> {training['validation_loss_after']}")
+    else:
+        print(f"{artifact.trainer} job {artifact.job.get('id')} is {artifact.status}; follow it with: "
+              f"roadmap finetune status {artifact.name} --wait")
+    if artifact.spec:
+        print(f"use it with: --embeddings {artifact.spec}   (measure it: roadmap finetune eval --name {artifact.name})")
+    return 0
+
+
+def cmd_finetune_status(args) -> int:
+    import time
+
+    from shared.finetune.trainers import DONE, refresh
+
+    artifact = refresh(args.name)
+    while args.wait and artifact.status not in DONE:
+        if not args.json:
+            print(f"{artifact.name}: {artifact.status}; checking again in {args.interval:g} s", flush=True)
+        time.sleep(args.interval)
+        artifact = refresh(args.name)
+    if args.json:
+        print_json(artifact.as_dict())
+        return 0
+    print(f"{artifact.name}: {artifact.status} ({artifact.trainer}, base {artifact.base_model})")
+    if artifact.metrics.get("error"):
+        print(f"error: {artifact.metrics['error']}")
+    if artifact.spec:
+        flag = "--embeddings" if artifact.spec.startswith("local:") else "--model"
+        print(f"use it with: {flag} {artifact.spec}")
+    return 0
+
+
+def cmd_finetune_eval(args) -> int:
+    from shared.evaluation.suites import format_table, load_rag_set
+    from shared.finetune.artifacts import load_artifact, save_artifact
+    from shared.finetune.dataset import RAG_SET, heldout_questions
+    from shared.finetune.embedding_tuning import compare_retrieval
+
+    artifact = load_artifact(args.name)
+    if not (artifact.spec or "").startswith("local:"):
+        raise RoadmapError(f"finetune eval compares fine-tuned embeddings; {args.name} is a {artifact.trainer} "
+                           "artifact: measure a chat model with roadmap --model SPEC eval rag")
+    items = heldout_questions(load_rag_set(args.set or RAG_SET))
+    rows = compare_retrieval(args.docs, items, ["local", artifact.spec], k=args.k, progress=not args.json,
+                             on_warning=warn)
+    artifact.metrics["heldout"] = {"k": args.k, "mode": "dense", "rows": rows}
+    save_artifact(artifact)
+    if args.json:
+        print_json({"eval": "finetune", "name": artifact.name, "k": args.k, "rows": rows})
+        return 0
+    print(f"held-out RAG questions: {len(items)} (never trained on); dense retrieval, k={args.k}")
+    columns = [("embeddings", "embeddings"), ("group", "group"), ("questions", "questions"),
+               ("hit@1", "hit@1"), ("hit@k", f"hit@{args.k}"), ("mrr", "MRR")]
+    print(format_table(rows, columns))
+    return 0
+
+
+def cmd_finetune_list(args) -> int:
+    from shared.finetune.artifacts import artifacts_root, list_artifacts
+    from shared.finetune.trainers import TRAINERS
+
+    artifacts = list_artifacts()
+    if args.json:
+        print_json([a.as_dict() for a in artifacts])
+        return 0
+    print("trainers:")
+    for trainer in TRAINERS.values():
+        print(f"  {trainer.name:<17} trains {trainer.trains}; needs {trainer.needs}")
+    if not artifacts:
+        print(f"no fine-tuned artifacts yet in {artifacts_root()}; train one with: "
+              "roadmap finetune train --trainer local-embeddings")
+        return 0
+    print("artifacts:")
+    for a in artifacts:
+        print(f"  {a.name:<17} {a.trainer:<17} {a.status:<10} {a.created[:19].replace('T', ' ')}  "
+              f"data {a.data_sha256[:12]}  {a.spec or '(no model yet)'}")
+    return 0
+
+
+def add_finetune_commands(commands) -> None:
+    """``roadmap finetune build|validate|train|status|eval|list`` (step 7)."""
+    # Note: defaults are resolved by the handlers, so building this parser imports no LangChain.
+    from shared.core.files import DATA_DIR
+    from shared.finetune.artifacts import DEFAULT_NAME
+
+    finetune = add_verb(commands, "finetune", help="build, validate and train on your own data (step 7)")
+    actions = finetune.add_subparsers(dest="action", metavar="ACTION", required=True)
+    data_help = "dataset folder from finetune build (default: finetune/dataset in the cache)"
+
+    build = add_verb(actions, "build", json_help="print the dataset manifest as JSON",
+                     help="chat-format JSONL and retrieval pairs from curated data, memory and RAG pairs")
+    build.add_argument("--docs", type=Path, default=DATA_DIR,
+                       help="documents the questions' sources are in (default: data/)")
+    build.add_argument("--examples", type=Path,
+                       help="curated chat examples, JSONL (default: data/finetune/examples.jsonl)")
+    build.add_argument("--questions", type=Path,
+                       help="training questions with answer, sources, expected "
+                       "(default: data/finetune/questions.jsonl)")
+    build.add_argument("--set", type=Path, help="RAG eval set: its training half adds pairs, its held-out half is kept "
+                       "out (default: data/eval/rag.jsonl)")
+    build.add_argument("--memory", action="store_true", help="add the conversations of the step 4 memory database")
+    build.add_argument("--db",
+                       help="memory database file (default: $ROADMAP_MEMORY_DB, else memory.sqlite in the cache)")
+    build.add_argument("--validation-share", type=float,
+                       help="share of examples in the validation split (default: 0.1)")
+    build.add_argument("--out", type=Path, help=f"output folder ({data_help})")
+    build.add_argument("--force", action="store_true",
+                       help="replace JSONL files in --out that this command did not write")
+    build.set_defaults(handler=cmd_finetune_build)
+
+    validate = add_verb(actions, "validate", json_help="print the report as JSON",
+                        help="check a chat-format JSONL file like hosted providers do; tokens, cost")
+    validate.add_argument("file", nargs="?", type=Path,
+                          help="the JSONL file (default: train.jsonl of the built dataset)")
+    validate.add_argument("--target", metavar="SPEC",
+                          help="the model to fine-tune, whose tokenizer counts the tokens: local, local:PATH, "
+                          "openai:MODEL, fake (default: --model, else $ROADMAP_MODEL, else local)")
+    validate.add_argument("--max-tokens", type=int, help="context limit per example (default: the target's)")
+    validate.add_argument("--price-per-mtok", type=float, help="training price per million tokens, for a cost "
+                          "estimate (default: $ROADMAP_FT_PRICE_PER_MTOK)")
+    validate.add_argument("--epochs", type=int, default=1, help="epochs the cost estimate assumes (default: 1)")
+    validate.set_defaults(handler=cmd_finetune_validate)
+
+    train = add_verb(actions, "train", json_help="print the artifact's manifest as JSON",
+                     help="train with a trainer: local-embeddings (this CPU) or openai (hosted)")
+    train.add_argument("--trainer", default="local-embeddings", help="local-embeddings (default) or openai")
+    train.add_argument("--name", default=DEFAULT_NAME, help=f"artifact name (default: {DEFAULT_NAME})")
+    train.add_argument("--data", type=Path, help=f"{data_help}; built first when missing")
+    train.add_argument("--base", help="openai: the model to fine-tune (default: gpt-4o-mini-2024-07-18)")
+    train.add_argument("--epochs", type=int, help="local-embeddings: passes over the pairs (default: 3)")
+    train.add_argument("--batch-size", type=int, help="local-embeddings: pairs per step (default: 16)")
+    train.add_argument("--learning-rate", type=float, help="local-embeddings: AdamW learning rate (default: 5e-5)")
+    train.add_argument("--max-seq-length", type=int,
+                       help="local-embeddings: tokens per text while training (default: 256)")
+    train.add_argument("--yes-upload", action="store_true", help="openai: confirm that the data may be uploaded")
+    train.add_argument("--force", action="store_true", help="replace an existing artifact of the same name")
+    train.set_defaults(handler=cmd_finetune_train)
+
+    status = add_verb(actions, "status", json_help="print the artifact's manifest as JSON",
+                      help="the state of an artifact; polls a hosted job (--wait until it ends)")
+    status.add_argument("name", help="artifact name")
+    status.add_argument("--wait", action="store_true", help="poll until the job succeeds, fails or is cancelled")
+    status.add_argument("--interval", type=float, default=30.0, help="seconds between polls (default: 30)")
+    status.set_defaults(handler=cmd_finetune_status)
+
+    measure = add_verb(actions, "eval",
+                       help="hit@1 and hit@k of base vs fine-tuned embeddings on the held-out questions")
+    measure.add_argument("--name", default=DEFAULT_NAME, help=f"artifact name (default: {DEFAULT_NAME})")
+    measure.add_argument("--docs", type=Path, default=DATA_DIR, help="documents folder (default: data/)")
+    measure.add_argument("--set", type=Path,
+                         help="RAG eval set; its held-out half is used (default: data/eval/rag.jsonl)")
+    measure.add_argument("--k", type=int, default=4, help="chunks retrieved per question (default: 4)")
+    measure.set_defaults(handler=cmd_finetune_eval)
+
+    listing = add_verb(actions, "list", json_help="print the artifacts as JSON",
+                       help="the trainers, and the fine-tuned artifacts with how to use them")
+    listing.set_defaults(handler=cmd_finetune_list)
+

@@ -1,0 +1,1 @@
+"""``roadmap serve``: the chat page (static files) and its streaming JSON API."""

@@ -1,0 +1,1 @@
+"""Agent parts: the middlewares that bound the step 6 loop, and the runner that streams its decisions."""

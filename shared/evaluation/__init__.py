@@ -1,0 +1,1 @@
+"""Measuring the pipelines: question sets, scorers, and the tables they print."""

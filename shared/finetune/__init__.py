@@ -1,0 +1,1 @@
+"""Step 7 parts: the training dataset, its validator, the trainers, and the registry of fine-tuned artifacts."""

@@ -1,0 +1,271 @@
+"""Trainers behind one small interface: ``check`` what is needed, ``train``, poll ``status``.
+
+* ``local-embeddings`` fine-tunes the MiniLM embeddings of step 3 on (question, passage)
+  pairs, on the CPU, in minutes, and saves a versioned model folder (``shared/finetune/artifacts.py``);
+  use it anywhere with ``--embeddings local:ft/<name>``.
+* ``openai`` uploads the chat-format training (and validation) file and creates a hosted
+  fine-tuning job; ``status`` polls it until OpenAI names the model, usable as
+  ``--model openai:ft:...``. It runs only with ``OPENAI_API_KEY`` *and* an explicit
+  confirmation, because it sends your data to a third party and costs money. ``OPENAI_BASE_URL``
+  points it at any server with the same API.
+
+A new backend (another provider, a LoRA trainer on a GPU box) is one more ``Trainer`` subclass
+in ``TRAINERS``; the commands and the registry stay as they are.
+
+Example:
+    >>> trainer = get_trainer("local-embeddings")
+    >>> artifact = trainer.train(TrainRequest(name="minilm-maru", data=Path("dataset")))
+    >>> artifact.spec
+    'local:ft/minilm-maru'
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from shared.core.errors import RoadmapError
+from shared.core.files import file_sha256
+from shared.finetune.artifacts import (
+    Artifact,
+    artifacts_root,
+    load_artifact,
+    refuse_to_overwrite,
+    save_artifact,
+)
+from shared.finetune.dataset import (
+    FILES,
+    RAG_SET,
+    check_no_overlap,
+    heldout_questions,
+    load_pairs,
+)
+
+DEFAULT_OPENAI_BASE = "gpt-4o-mini-2024-07-18"
+DONE = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What to train: an artifact name, a dataset folder (``roadmap finetune build``), options.
+
+    ``settings`` holds trainer options (``epochs``, ``batch_size``, ``learning_rate``,
+    ``max_seq_length`` for the embeddings trainer); ``confirm`` is the explicit consent a
+    hosted trainer needs before it uploads anything.
+    """
+
+    name: str
+    data: Path
+    base: str | None = None
+    force: bool = False
+    confirm: bool = False
+    progress: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _data_file(request: TrainRequest, split: str) -> Path:
+    path = request.data.expanduser() / FILES[split]
+    if not path.exists():
+        raise RoadmapError(
+            f"{path} does not exist; build the dataset first: roadmap finetune build --out {request.data}"
+        )
+    return path
+
+
+class Trainer(ABC):
+    """A fine-tuning backend."""
+
+    name: str
+    trains: str  # one line: what it trains
+    needs: str  # one line: what it needs to run
+
+    @abstractmethod
+    def check(self, request: TrainRequest) -> None:
+        """Raise ``RoadmapError`` if the request cannot run - before any slow or costly work."""
+
+    @abstractmethod
+    def train(self, request: TrainRequest) -> Artifact:
+        """Train (or start a hosted job) and record the artifact in the registry."""
+
+    def status(self, artifact: Artifact) -> Artifact:
+        """The artifact brought up to date (a local training is finished when it is recorded)."""
+        return artifact
+
+
+class LocalEmbeddingsTrainer(Trainer):
+    name = "local-embeddings"
+    trains = "the MiniLM embeddings of step 3, on (question, passage) pairs, on this CPU"
+    needs = "sentence-transformers (installed); a few minutes"
+
+    def check(self, request: TrainRequest) -> None:
+        from shared.finetune.embedding_tuning import TuneSettings
+
+        TuneSettings(**request.settings).check()
+        refuse_to_overwrite(request.name, request.force)
+
+    def train(self, request: TrainRequest) -> Artifact:
+        from shared.evaluation.suites import load_rag_set
+        from shared.finetune.embedding_tuning import TuneSettings, fine_tune
+        from shared.models.embeddings import minilm_dir
+
+        self.check(request)
+        train_file = _data_file(request, "pairs_train")
+        pairs = load_pairs(train_file)
+        validation_file = request.data.expanduser() / FILES["pairs_validation"]
+        validation = load_pairs(validation_file) if validation_file.exists() and validation_file.stat().st_size else []
+        # The held-out questions measure the gain: refuse data that contains one of them.
+        check_no_overlap([(p.id, p.question) for p in pairs + validation], heldout_questions(load_rag_set(RAG_SET)))
+        settings = TuneSettings(**request.settings)
+        partial = artifacts_root() / f".partial-{request.name}-{os.getpid()}"
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            metrics = fine_tune(pairs, minilm_dir(), partial, settings, validation, progress=request.progress)
+            version = file_sha256(partial / "model.safetensors")[:12]
+            target = artifacts_root() / request.name / version
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial.rename(target)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        artifact = Artifact(
+            name=request.name, trainer=self.name, base_model="sentence-transformers/all-MiniLM-L6-v2",
+            created=_now(), data_sha256=file_sha256(train_file), spec=f"local:ft/{request.name}", version=version,
+            settings={**settings.as_dict(),
+                      "versions": {p: metadata.version(p) for p in ("sentence-transformers", "torch")}},
+            metrics={"training": metrics},
+        )
+        save_artifact(artifact)
+        return artifact
+
+
+class OpenAITrainer(Trainer):
+    name = "openai"
+    trains = "an OpenAI chat model, as a hosted fine-tuning job, on the chat-format examples"
+    needs = "OPENAI_API_KEY, --yes-upload (your data goes to OpenAI), an account that may fine-tune"
+
+    def check(self, request: TrainRequest) -> None:
+        if not os.environ.get("OPENAI_API_KEY"):
+            raise RoadmapError("the openai trainer needs the OPENAI_API_KEY environment variable; set it, or use "
+                               "--trainer local-embeddings, which needs no key")
+        if request.settings:
+            raise RoadmapError(f"the openai trainer takes no {', '.join(request.settings)} settings: OpenAI picks "
+                               "its own hyperparameters; drop those options")
+        if not request.confirm:
+            raise RoadmapError("the openai trainer uploads your training data to OpenAI and starts a paid job; "
+                               "check it with roadmap finetune validate, then pass --yes-upload to go ahead")
+        refuse_to_overwrite(request.name, request.force)
+
+    def _client(self) -> Any:
+        from openai import OpenAI
+
+        # Note: no automatic retries - a failed upload is reported once, with what to do.
+        return OpenAI(base_url=os.environ.get("OPENAI_BASE_URL") or None, max_retries=0, timeout=120)
+
+    def train(self, request: TrainRequest) -> Artifact:
+        from shared.finetune.validation import token_counter, validate_file
+
+        self.check(request)
+        base = request.base or DEFAULT_OPENAI_BASE
+        train_file = _data_file(request, "train")
+        validate_file(train_file, token_counter(f"openai:{base}")).raise_if_invalid()
+        validation_file = request.data.expanduser() / FILES["validation"]
+        client = self._client()
+        with _openai_errors("upload the training file"):
+            with train_file.open("rb") as handle:
+                training_id = client.files.create(file=handle, purpose="fine-tune").id
+            validation_id = None
+            if validation_file.exists() and validation_file.stat().st_size:
+                with validation_file.open("rb") as handle:
+                    validation_id = client.files.create(file=handle, purpose="fine-tune").id
+        with _openai_errors("create the fine-tuning job"):
+            job = client.fine_tuning.jobs.create(
+                model=base, training_file=training_id, validation_file=validation_id, suffix=request.name
+            )
+        artifact = Artifact(
+            name=request.name, trainer=self.name, base_model=base, created=_now(), data_sha256=file_sha256(train_file),
+            status=job.status,
+            job={"id": job.id, "training_file": training_id, "validation_file": validation_id,
+                 "server": os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"},
+        )
+        save_artifact(artifact)
+        return artifact
+
+    def status(self, artifact: Artifact) -> Artifact:
+        if not os.environ.get("OPENAI_API_KEY"):
+            raise RoadmapError("checking an openai job needs the OPENAI_API_KEY environment variable; set it")
+        with _openai_errors("read the fine-tuning job"):
+            job = self._client().fine_tuning.jobs.retrieve(artifact.job["id"])
+        artifact.status = job.status
+        if job.fine_tuned_model:
+            artifact.spec = f"openai:{job.fine_tuned_model}"
+        if job.trained_tokens:
+            artifact.metrics["trained_tokens"] = job.trained_tokens
+        if job.error and job.error.message:
+            artifact.metrics["error"] = job.error.message
+        save_artifact(artifact)
+        return artifact
+
+
+@contextmanager
+def _openai_errors(doing: str) -> Iterator[None]:
+    """Turn the OpenAI SDK's exceptions into one sentence that says what to do next."""
+    import openai
+
+    try:
+        yield
+    except openai.APIConnectionError:
+        where = os.environ.get("OPENAI_BASE_URL") or "api.openai.com"
+        raise RoadmapError(f"could not reach {where} to {doing}; check the network or OPENAI_BASE_URL") from None
+    except openai.AuthenticationError:
+        raise RoadmapError("OpenAI rejected the API key (401); check OPENAI_API_KEY") from None
+    except (openai.PermissionDeniedError, openai.NotFoundError) as exc:
+        raise RoadmapError(
+            f"this account cannot use fine-tuning ({exc.status_code}: {_message(exc)}); hosted self-serve "
+            "fine-tuning is closed to some accounts - use --trainer local-embeddings, or another provider"
+        ) from None
+    except openai.APIStatusError as exc:
+        raise RoadmapError(f"OpenAI refused to {doing} ({exc.status_code}: {_message(exc)})") from None
+    except openai.OpenAIError as exc:
+        raise RoadmapError(f"could not {doing}: {exc}") from None
+
+
+def _message(exc: Any) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    detail = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    return str(detail.get("message") or exc.message)
+
+
+TRAINERS: dict[str, Trainer] = {trainer.name: trainer for trainer in (LocalEmbeddingsTrainer(), OpenAITrainer())}
+
+
+def get_trainer(name: str) -> Trainer:
+    """The trainer called ``name``.
+
+    Raises:
+        RoadmapError: Unknown name (the message lists the trainers).
+    """
+    if name not in TRAINERS:
+        raise RoadmapError(f"unknown trainer {name!r}; the trainers are: {', '.join(TRAINERS)}")
+    return TRAINERS[name]
+
+
+def refresh(name: str) -> Artifact:
+    """Load artifact ``name`` and bring its status up to date with its trainer.
+
+    Raises:
+        RoadmapError: Unknown artifact, or its trainer cannot be reached.
+    """
+    artifact = load_artifact(name)
+    return get_trainer(artifact.trainer).status(artifact)

@@ -1,0 +1,486 @@
+"""A LangChain chat model that runs a GGUF file in-process through llama.cpp.
+
+Why our own class instead of langchain-community's ``ChatLlamaCpp``: that package is being
+sunset, and its tool calling does not work with small Qwen models. Here every structured
+answer is produced with llama.cpp's JSON-schema grammars, so even a 1.5B model returns valid
+JSON and valid tool calls:
+
+* ``with_structured_output(Model)`` constrains decoding to the model's JSON schema;
+* ``bind_tools([...])`` first lets the model *decide* under a grammar that only admits
+  ``{"action": "<tool>", "args": {...}}`` for the bound tools or ``{"action": "answer"}``
+  (the protocol, with its few-shot examples and plans, is ``shared/models/tool_protocol.py``);
+  a tool decision becomes a real ``AIMessage.tool_calls`` entry, an ``answer`` decision is
+  followed by a normal, streamed answer.
+
+The llama.cpp model is loaded once per process (per file and context size) and guarded by a
+lock, so several threads can share one chat model safely: their requests queue.
+"""
+
+from __future__ import annotations
+
+import atexit
+import codecs
+import contextlib
+import io
+import json
+import os
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from shared.core.errors import RoadmapError
+from shared.models.chat_base import JsonSchemaChatModel
+from shared.models.tool_protocol import (
+    ANSWER_ACTION,
+    THEN_VALUE,
+    TOOL_OPTIONS,
+    decision_request,
+    has_tool_results,
+    next_step,
+    read_decision,
+)
+
+DECISION_MAX_TOKENS = 256
+SAVED_PROMPTS = 2
+
+
+class ContextOverflowError(RoadmapError):
+    """The prompt does not fit in the model's context window."""
+
+
+@dataclass
+class _Engine:
+    """One loaded llama.cpp model, its chat template, and the lock that serialises it."""
+
+    path: Path
+    n_ctx: int
+    llm: Any
+    render: Callable[[list[dict[str, Any]]], str]
+    eog: Callable[[int], bool]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    saved: dict[tuple[int, ...], Any] = field(default_factory=dict)
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
+    def logits(self) -> Any:
+        """A copy of the raw next-token scores the last token was sampled from (before the
+        grammar), as a numpy array indexed by token id."""
+        import llama_cpp
+        import numpy as np
+
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits(self.llm.ctx), shape=(self.llm.n_vocab(),)).copy()
+
+    def warm(self, prefix: list[int]) -> None:
+        """Make the KV cache hold ``prefix``, restoring a saved copy instead of recomputing it.
+
+        Call with ``lock`` held. llama.cpp already skips the part of a prompt that matches the
+        cache, but the cache holds one sequence: an answer in between evicts the tool prompt.
+        Saving the state once the tool prompt is evaluated lets every later decision start there.
+        """
+        llm, key = self.llm, tuple(prefix)
+        if llm.n_tokens >= len(prefix) and tuple(llm.input_ids[: len(prefix)]) == key:
+            return
+        if key in self.saved:
+            llm.load_state(self.saved[key])
+            return
+        llm.reset()
+        llm.eval(prefix)
+        # Two states: an agent's first-round and later-round tool prompts (the oldest goes).
+        if len(self.saved) >= SAVED_PROMPTS:
+            self.saved.pop(next(iter(self.saved)))
+        self.saved[key] = llm.save_state()
+
+
+_ENGINES: dict[tuple[str, int], _Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _load_engine(path: Path, n_ctx: int, n_threads: int | None) -> _Engine:
+    key = (str(path), n_ctx)
+    with _ENGINES_LOCK:
+        if key in _ENGINES:
+            return _ENGINES[key]
+        try:
+            import llama_cpp
+            from llama_cpp import Llama
+        except ImportError:
+            raise RoadmapError(
+                "llama-cpp-python is not installed; install the project with: pip install -e ."
+            ) from None
+        try:
+            llm = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads or os.cpu_count(),
+                verbose=False,
+            )
+        except ValueError as exc:
+            raise RoadmapError(f"llama.cpp could not load {path}: {exc}; is it a complete GGUF file?") from None
+        # Note: free the model before the interpreter tears its modules down; left to the
+        # garbage collector at exit, llama-cpp-python prints an ignored TypeError.
+        atexit.register(llm.close)
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        engine = _Engine(
+            path=path,
+            n_ctx=n_ctx,
+            llm=llm,
+            render=_chat_renderer(llm, path),
+            eog=lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)),
+        )
+        _ENGINES[key] = engine
+        return engine
+
+
+def _chat_renderer(llm: Any, path: Path, generation_prompt: bool = True) -> Callable[[list[dict[str, Any]]], str]:
+    """The model's own chat template (from the GGUF metadata) as messages -> prompt text.
+
+    ``generation_prompt`` ends the text with the opening of an assistant turn (for generating).
+    """
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise RoadmapError(f"{path.name} has no chat template in its metadata; use an instruct/chat GGUF")
+
+    def token_text(token_id: int) -> str:
+        return llm.detokenize([token_id], special=True).decode("utf-8", "ignore") if token_id >= 0 else ""
+
+    formatter = Jinja2ChatFormatter(
+        template=template, eos_token=token_text(llm.token_eos()), bos_token=token_text(llm.token_bos()),
+        add_generation_prompt=generation_prompt,
+    )
+    return lambda messages: formatter(messages=messages).prompt
+
+
+def chat_token_counter(path: Path) -> Callable[[list[dict[str, Any]]], int]:
+    """Count the tokens of a chat as the GGUF model at ``path`` sees it, chat template included.
+
+    Only the vocabulary is loaded (a fraction of a second, almost no memory), so fine-tuning
+    data can be measured with the target model's own tokenizer without loading its weights.
+
+    Args:
+        path: A GGUF chat model file.
+
+    Returns:
+        A function from chat messages (``[{"role": ..., "content": ...}, ...]``) to a token count.
+
+    Raises:
+        RoadmapError: llama-cpp-python is missing, or the file has no vocabulary or chat template.
+
+    Example:
+        >>> count = chat_token_counter(Path("qwen.gguf"))
+        >>> count([{"role": "user", "content": "Hello"}])
+        10
+    """
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        raise RoadmapError("llama-cpp-python is not installed; install the project with: pip install -e .") from None
+    try:
+        # Note: llama.cpp still sets up a small context and logs, as an error, that a
+        # vocabulary has no training context; the log goes through Python's stderr, muted here.
+        with contextlib.redirect_stderr(io.StringIO()):
+            llm = Llama(model_path=str(path), vocab_only=True, n_ctx=64, n_batch=64, verbose=False)
+    except ValueError as exc:
+        raise RoadmapError(f"llama.cpp could not read the vocabulary of {path}: {exc}") from None
+    atexit.register(llm.close)
+    # A training example ends with the assistant's turn: no generation prompt after it.
+    render = _chat_renderer(llm, path, generation_prompt=False)
+    return lambda messages: len(llm.tokenize(render(messages).encode("utf-8"), add_bos=False, special=True))
+
+
+@lru_cache(maxsize=64)
+def _grammar(schema_json: str) -> Any:
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+
+
+# An answer that starts like prose: not with "{", "[" or "<" (nor a blank). After reading tool
+# results a small model tends to write one more tool call, in the chat template's format, as
+# its answer; the 0.5B model did so after every tool result before this grammar.
+PROSE_GBNF = r"root ::= [^{<\[ \t\n] [^\x00]*"
+
+
+@lru_cache(maxsize=1)
+def _prose_grammar() -> Any:
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_string(PROSE_GBNF, verbose=False)
+
+
+def _overlap(text: str, stop: str) -> int:
+    """Length of the longest end of ``text`` that is a beginning of ``stop``."""
+    for size in range(min(len(text), len(stop) - 1), 0, -1):
+        if text.endswith(stop[:size]):
+            return size
+    return 0
+
+
+def _to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """LangChain messages -> the dicts a Hugging Face chat template expects."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}.get(message.type)
+        if role is None:
+            raise RoadmapError(f"the local model cannot take a message of type {message.type!r}")
+        item: dict[str, Any] = {"role": role, "content": message.text}
+        if isinstance(message, AIMessage) and message.tool_calls:
+            item["tool_calls"] = [
+                {"type": "function", "id": call.get("id"),
+                 "function": {"name": call["name"], "arguments": call["args"]}}
+                for call in message.tool_calls
+            ]
+        out.append(item)
+    return out
+
+
+class LlamaCppChatModel(JsonSchemaChatModel):
+    """Chat model backed by an in-process llama.cpp GGUF model.
+
+    Args:
+        model_path: Path of the GGUF file.
+        n_ctx: Context window in tokens.
+        temperature: Sampling temperature (0 = greedy).
+        max_tokens: Upper bound on generated tokens per call.
+        seed: Sampling seed, for repeatable runs.
+        stop: Default stop sequences.
+
+    ``bind_tools`` also takes ``tool_examples`` (few-shot decisions) and ``tool_plan`` (a first
+    tool call says what follows it), the options of ``shared/models/tool_protocol.py``.
+
+    Example:
+        >>> model = LlamaCppChatModel(model_path="qwen.gguf", temperature=0)
+        >>> model.invoke("What is 2 + 2? Answer with the number.").content
+        '4'
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    tool_options: ClassVar[frozenset[str]] = TOOL_OPTIONS
+
+    model_path: str
+    n_ctx: int = 8192
+    n_threads: int | None = None
+    temperature: float = 0.3
+    top_p: float = 0.95
+    max_tokens: int = 512
+    seed: int = 42
+    stop: list[str] | None = None
+    model_name: str = Field(default="")
+
+    _engine: _Engine | None = PrivateAttr(default=None)
+
+    @property
+    def _llm_type(self) -> str:
+        return "llama-cpp-roadmap"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_path": self.model_path, "n_ctx": self.n_ctx, "temperature": self.temperature}
+
+    @property
+    def engine(self) -> _Engine:
+        """The shared llama.cpp engine, loaded on first use."""
+        if self._engine is None:
+            self._engine = _load_engine(Path(self.model_path), self.n_ctx, self.n_threads)
+        return self._engine
+
+    # -- token counting (used to trim long inputs and histories) ---------------------
+    def get_num_tokens(self, text: str) -> int:
+        return len(self.engine.tokenize(text))
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence | None = None) -> int:
+        return len(self.engine.tokenize(self.engine.render(_to_chat_dicts(messages))))
+
+    # -- the generation core -----------------------------------------------------------
+    def _prompt_tokens(self, messages: Sequence[BaseMessage], budget: int) -> list[int]:
+        engine = self.engine
+        tokens = engine.tokenize(engine.render(_to_chat_dicts(messages)))
+        if len(tokens) + budget > engine.n_ctx:
+            raise ContextOverflowError(
+                f"the input is {len(tokens):,} tokens, but the model's context window is {engine.n_ctx:,} "
+                f"with {budget:,} kept for the answer; shorten the input"
+            )
+        return tokens
+
+    def _complete(
+        self,
+        prompt: list[int],
+        *,
+        max_tokens: int,
+        stop: list[str] | None,
+        grammar: Any = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+        keep: int = 0,
+        probe: re.Pattern[str] | None = None,
+    ) -> Iterator[tuple[str, dict[str, Any] | None]]:
+        """Yield ``(text, None)`` pieces as tokens arrive, then ``("", stats)`` once done.
+
+        ``keep``: the length of a prompt prefix worth keeping computed across calls (see
+        ``_Engine.warm``). ``probe``: once the text so far matches it, the scores the next
+        token is chosen from are kept, as ``stats["probe"]``.
+
+        The loop runs over llama.cpp's token generator directly, so the token counts are exact
+        and text is decoded incrementally (a multi-byte character split across tokens is held
+        back until complete, and so is text that might be the start of a stop sequence).
+        """
+        engine = self.engine
+        stops = [s for s in (stop or []) if s]
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        held, text, probed, produced, finish = "", "", None, 0, "length"
+        with engine.lock:
+            if keep:
+                engine.warm(prompt[:keep])
+            engine.llm.set_seed(self.seed if seed is None else seed)
+            tokens = engine.llm.generate(
+                prompt,
+                temp=self.temperature if temperature is None else temperature,
+                top_p=self.top_p,
+                grammar=grammar,
+            )
+            for token in tokens:
+                if probe is not None and probed is None and probe.search(text):
+                    probed = engine.logits()
+                if engine.eog(token):
+                    finish = "stop"
+                    break
+                produced += 1
+                piece = decoder.decode(engine.llm.detokenize([token]))
+                held, text = held + piece, text + piece
+                hit = min((held.find(s) for s in stops if s in held), default=-1)
+                if hit >= 0:
+                    held, finish = held[:hit], "stop"
+                    break
+                keep = max((_overlap(held, s) for s in stops), default=0)
+                if len(held) > keep:
+                    yield held[: len(held) - keep], None
+                    held = held[len(held) - keep :]
+                if produced >= max_tokens:
+                    break
+            tokens.close()
+        tail = held + decoder.decode(b"", final=True)
+        if tail:
+            yield tail, None
+        yield "", {
+            "finish_reason": finish,
+            "usage": {"input_tokens": len(prompt), "output_tokens": produced, "total_tokens": len(prompt) + produced},
+            **({"probe": probed} if probe is not None else {}),
+        }
+
+    def _decide(
+        self,
+        messages: Sequence[BaseMessage],
+        tools: list[dict[str, Any]],
+        tool_choice: Any,
+        examples: Sequence[dict[str, Any]] = (),
+        plan: bool = False,
+    ) -> dict:
+        """Run the grammar-constrained decision (``shared/models/tool_protocol.py``); return the
+        decision (``read_decision``) and its token usage.
+
+        ``examples``: few-shot decisions; ``plan``: a first tool call says what follows it
+        (``"plan"``), the step after it weighed by ``next_step`` from the scores where
+        ``"then"`` starts.
+        """
+        if tool_choice == "none":
+            return {"decision": {"action": ANSWER_ACTION}, "usage": None}
+        request = decision_request(messages, tools, tool_choice, examples, plan)
+        prompt = self._prompt_tokens([*request.head, *request.conversation], DECISION_MAX_TOKENS)
+        # The system prompt, tool descriptions and examples are the same for every question
+        # (one version for first rounds, one for later rounds): their computed state is kept,
+        # so a decision only pays for the conversation.
+        head_tokens = self.engine.tokenize(self.engine.render(_to_chat_dicts(request.head)))
+        shared = next((i for i, (a, b) in enumerate(zip(prompt, head_tokens)) if a != b), len(head_tokens))
+        text, stats = "", {}
+        for piece, info in self._complete(
+            prompt,
+            max_tokens=DECISION_MAX_TOKENS,
+            stop=None,
+            grammar=_grammar(json.dumps(request.schema)),
+            temperature=0.0,
+            keep=shared,
+            probe=THEN_VALUE if request.plan else None,
+        ):
+            text += piece
+            stats = info or stats
+        scores = stats.get("probe")
+
+        def likeliest(options: list[str]) -> str:
+            return next_step(scores, [self.engine.tokenize(option)[0] for option in options], options)
+
+        decision = read_decision(text, request.names, likeliest if scores is not None else None)
+        return {"decision": decision, "usage": stats["usage"]}
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        max_tokens = kwargs.get("max_tokens") or self.max_tokens
+        stop = stop or kwargs.get("stop") or self.stop
+        decision_usage = None
+        tools = kwargs.get("tools")
+        if tools:
+            outcome = self._decide(
+                messages, tools, kwargs.get("tool_choice"), kwargs.get("tool_examples") or (),
+                bool(kwargs.get("tool_plan")),
+            )
+            decision, decision_usage = outcome["decision"], outcome["usage"]
+            if decision.get("action") != ANSWER_ACTION:
+                call_id = f"call_{uuid.uuid4().hex[:12]}"
+                args = decision.get("args") or {}
+                chunk = AIMessageChunk(
+                    content="",
+                    tool_call_chunks=[
+                        {"name": decision["action"], "args": json.dumps(args), "id": call_id, "index": 0}
+                    ],
+                    usage_metadata=decision_usage,
+                    additional_kwargs={"plan": decision["plan"]} if "plan" in decision else {},
+                    response_metadata={"finish_reason": "tool_calls", "model_name": self.model_name},
+                )
+                yield ChatGenerationChunk(message=chunk)
+                return
+        response_format = kwargs.get("response_format")
+        grammar = _grammar(json.dumps(response_format["schema"])) if response_format else None
+        if grammar is None and tools and has_tool_results(messages):
+            grammar = _prose_grammar()
+        prompt = self._prompt_tokens(messages, max_tokens)
+        for piece, stats in self._complete(
+            prompt,
+            max_tokens=max_tokens,
+            stop=stop,
+            grammar=grammar,
+            temperature=kwargs.get("temperature"),
+            seed=kwargs.get("seed"),
+        ):
+            if stats is None:
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                if run_manager:
+                    run_manager.on_llm_new_token(piece, chunk=chunk)
+                yield chunk
+                continue
+            usage = stats["usage"]
+            if decision_usage:
+                usage = {k: usage[k] + decision_usage[k] for k in usage}
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content="",
+                    usage_metadata=usage,
+                    response_metadata={"finish_reason": stats["finish_reason"], "model_name": self.model_name},
+                    chunk_position="last",
+                )
+            )

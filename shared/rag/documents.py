@@ -1,0 +1,208 @@
+"""Loading a folder of documents and splitting them into chunks for retrieval.
+
+* ``find_files`` lists the ``.md``, ``.txt`` and ``.pdf`` files under a folder;
+* ``load_file`` turns one file into LangChain ``Document`` pages (PDF page numbers kept);
+* ``load_folder`` loads them all, skipping unreadable files with a warning that names them;
+* ``split_documents`` cuts pages into chunks that keep source, page and a stable chunk id.
+
+Example:
+    >>> pages = load_folder(Path("data"))
+    >>> chunks = split_documents(pages)
+    >>> chunks[0].metadata
+    {'source': 'internal/company-history.txt', 'page': None, 'chunk': 0, 'chunk_id': '3f0c...'}
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from langchain_core.documents import Document
+
+from shared.core.errors import RoadmapError
+
+SUPPORTED_SUFFIXES = (".md", ".txt", ".pdf")
+
+Warn = Callable[[str], None]
+
+
+class UnreadableFile(Exception):
+    """A file that cannot be turned into text (binary, corrupt, not UTF-8, empty)."""
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """How pages are cut into chunks; stored in the index manifest, so changing it rebuilds."""
+
+    chunk_size: int = 800
+    chunk_overlap: int = 120
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def find_files(folder: Path) -> list[Path]:
+    """List the supported files under ``folder``, recursively, in sorted order.
+
+    Hidden files and folders (a name starting with ``.``) are left out.
+
+    Args:
+        folder: The documents folder.
+
+    Returns:
+        Absolute paths of ``.md``, ``.txt`` and ``.pdf`` files.
+
+    Raises:
+        RoadmapError: The folder is missing, is not a folder, or holds no supported file.
+    """
+    folder = folder.expanduser()
+    if not folder.is_dir():
+        raise RoadmapError(f"documents folder {folder} does not exist; give an existing folder with --docs DIR")
+    files = sorted(
+        path.resolve()
+        for path in folder.rglob("*")
+        if path.is_file()
+        and path.suffix.lower() in SUPPORTED_SUFFIXES
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+    if not files:
+        raise RoadmapError(f"{folder} holds no .md, .txt or .pdf files; add some documents or pick another --docs DIR")
+    return files
+
+
+def relative_source(path: Path, root: Path) -> str:
+    """The name a chunk cites: the file's path relative to the docs folder, with ``/``."""
+    return path.resolve().relative_to(root.resolve()).as_posix()
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise UnreadableFile("binary content, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(f"not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def _read_pdf_pages(path: Path) -> list[str]:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(str(path))
+        return [page.extract_text() or "" for page in reader.pages]
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise UnreadableFile(f"corrupt or unsupported PDF ({type(exc).__name__})") from None
+
+
+def load_file(path: Path, root: Path) -> list[Document]:
+    """Read one file into pages: one ``Document`` per PDF page, one per text file.
+
+    Args:
+        path: The file, inside ``root``.
+        root: The documents folder; ``source`` metadata is relative to it.
+
+    Returns:
+        Pages with metadata ``source`` (relative path) and ``page`` (1-based for PDFs,
+        ``None`` for text files). Blank PDF pages are left out.
+
+    Raises:
+        UnreadableFile: The file is binary, corrupt, not UTF-8, or holds no text.
+    """
+    source = relative_source(path, root)
+    try:
+        if path.suffix.lower() == ".pdf":
+            texts = _read_pdf_pages(path)
+            pages = [
+                Document(page_content=text, metadata={"source": source, "page": number})
+                for number, text in enumerate(texts, start=1)
+                if text.strip()
+            ]
+        else:
+            text = _read_text(path)
+            pages = [Document(page_content=text, metadata={"source": source, "page": None})] if text.strip() else []
+    except OSError as exc:
+        raise UnreadableFile(exc.strerror or str(exc)) from None
+    if not pages:
+        raise UnreadableFile("no text found")
+    return pages
+
+
+def load_folder(folder: Path, warn: Warn | None = None) -> list[Document]:
+    """Load every supported file under ``folder``, skipping the unreadable ones.
+
+    Args:
+        folder: The documents folder.
+        warn: Called with one line per skipped file (default: ignore).
+
+    Returns:
+        The pages of all readable files.
+
+    Raises:
+        RoadmapError: No supported file, or none of them could be read.
+    """
+    pages: list[Document] = []
+    for path in find_files(folder):
+        try:
+            pages.extend(load_file(path, folder))
+        except UnreadableFile as exc:
+            if warn:
+                warn(skip_message(relative_source(path, folder), str(exc)))
+    if not pages:
+        raise no_readable_files(folder)
+    return pages
+
+
+def no_readable_files(folder: Path) -> RoadmapError:
+    """The error for a folder in which every supported file had to be skipped."""
+    return RoadmapError(f"none of the files in {folder} could be read; add .md, .txt (UTF-8) or .pdf documents")
+
+
+def skip_message(source: str, reason: str) -> str:
+    """The one-line warning for a skipped file, e.g. ``skipped notes/old.pdf: no text found``."""
+    return f"skipped {source}: {reason}"
+
+
+def chunk_id(source: str, page: int | None, index: int, text: str) -> str:
+    """A stable id for a chunk: same file, place and text give the same id on every run.
+
+    Example:
+        >>> chunk_id("faq.md", None, 0, "Hello") == chunk_id("faq.md", None, 0, "Hello")
+        True
+    """
+    key = f"{source}\x1f{page}\x1f{index}\x1f{hashlib.sha256(text.encode()).hexdigest()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+def split_documents(pages: list[Document], settings: SplitSettings = SplitSettings()) -> list[Document]:
+    """Split pages into overlapping chunks with LangChain's recursive character splitter.
+
+    Args:
+        pages: Pages from ``load_file`` / ``load_folder``.
+        settings: Chunk size and overlap, in characters.
+
+    Returns:
+        Chunks whose metadata adds ``chunk`` (position within the page) and ``chunk_id``.
+    """
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        # Paragraphs first, then lines, then sentences (English and Korean end with ". " too).
+        separators=["\n\n", "\n", ". ", " ", ""],
+    )
+    chunks = []
+    for page in pages:
+        for index, text in enumerate(splitter.split_text(page.page_content)):
+            meta = page.metadata
+            chunks.append(
+                Document(
+                    page_content=text,
+                    metadata={**meta, "chunk": index, "chunk_id": chunk_id(meta["source"], meta["page"], index, text)},
+                )
+            )
+    return chunks

@@ -1,0 +1,152 @@
+"""Retrievers over a ``VectorIndex``: dense (by meaning), lexical (BM25), or both fused.
+
+Why lexical search too: all-MiniLM-L6-v2 was trained on English; its tokenizer breaks Hangul
+into jamo pieces, so Korean questions find Korean passages poorly by meaning alone. BM25
+matches words instead - and Hangul character bigrams, which survive Korean particles
+("보증기간은" and "보증 기간" share "보증") - and needs no model at all. The two rankings are
+merged with reciprocal rank fusion, which uses only ranks, so the two kinds of score never
+have to be made comparable.
+
+Example:
+    >>> retriever = Retriever(index=index, k=4, mode="hybrid")
+    >>> [doc.metadata["source"] for doc in retriever.invoke("전기주전자 보온 시간")]
+    ['manuals/haneul-kettle-ko.md', ...]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Any, Literal
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, PrivateAttr
+
+from shared.core.errors import RoadmapError
+from shared.core.settings import RETRIEVAL_MODES
+from shared.rag.vectorstore import VectorIndex
+
+RRF_K = 60
+_WORD = re.compile(r"[0-9a-z]+(?:[.,][0-9]+)*|[\uac00-\ud7a3]+")
+
+
+def tokenize(text: str) -> list[str]:
+    """Split text into search terms: lower-cased Latin words and numbers, Hangul bigrams.
+
+    Example:
+        >>> tokenize("Aurora 보증기간은 24개월")
+        ['aurora', '보증', '증기', '기간', '간은', '24', '개월']
+    """
+    terms: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        if "\uac00" <= word[0] <= "\ud7a3" and len(word) > 1:
+            terms.extend(word[i : i + 2] for i in range(len(word) - 1))
+        else:
+            terms.append(word)
+    return terms
+
+
+class BM25:
+    """Okapi BM25 over a fixed list of documents (a few hundred chunks: pure Python is enough).
+
+    Args:
+        documents: The chunks to search.
+        k1: Term-frequency saturation.
+        b: Length normalisation.
+    """
+
+    def __init__(self, documents: list[Document], k1: float = 1.5, b: float = 0.75) -> None:
+        self.documents = documents
+        self.k1, self.b = k1, b
+        self.counts = [Counter(tokenize(doc.page_content)) for doc in documents]
+        self.lengths = [sum(c.values()) for c in self.counts]
+        self.average = (sum(self.lengths) / len(self.lengths)) if self.lengths else 0.0
+        frequency = Counter(term for counts in self.counts for term in counts)
+        n = len(documents)
+        self.idf = {term: math.log(1 + (n - df + 0.5) / (df + 0.5)) for term, df in frequency.items()}
+
+    def search(self, query: str, k: int) -> list[tuple[Document, float]]:
+        """Return up to ``k`` documents sharing terms with ``query``, best first, with scores."""
+        terms = [t for t in set(tokenize(query)) if t in self.idf]
+        scored = []
+        for doc, counts, length in zip(self.documents, self.counts, self.lengths):
+            score = 0.0
+            for term in terms:
+                tf = counts.get(term, 0)
+                if tf:
+                    norm = self.k1 * (1 - self.b + self.b * length / (self.average or 1))
+                    score += self.idf[term] * tf * (self.k1 + 1) / (tf + norm)
+            if score > 0:
+                scored.append((doc, score))
+        scored.sort(key=lambda pair: -pair[1])
+        return scored[:k]
+
+
+def reciprocal_rank_fusion(rankings: list[list[Document]], k: int = RRF_K) -> list[tuple[Document, float]]:
+    """Merge ranked lists: each document scores ``sum(1 / (k + rank))`` over the lists it is in.
+
+    Documents are matched by their ``chunk_id`` metadata.
+
+    Example:
+        >>> [d.metadata["chunk_id"] for d, _ in reciprocal_rank_fusion([[a, b], [b, c]])]
+        ['b', 'a', 'c']
+    """
+    scores: dict[str, float] = {}
+    first_seen: dict[str, Document] = {}
+    for ranking in rankings:
+        for rank, doc in enumerate(ranking, start=1):
+            key = doc.metadata["chunk_id"]
+            first_seen.setdefault(key, doc)
+            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+    order = sorted(scores, key=lambda key: -scores[key])
+    return [(first_seen[key], scores[key]) for key in order]
+
+
+class Retriever(BaseRetriever):
+    """A LangChain retriever over a ``VectorIndex``; each returned chunk carries its ``score``.
+
+    Args:
+        index: The vector index.
+        k: Chunks to return.
+        mode: ``dense`` (embeddings), ``lexical`` (BM25) or ``hybrid`` (both, fused by RRF).
+        mmr: Diversify the dense results with maximal marginal relevance.
+        fetch_k: Candidates each ranking contributes before fusion or MMR.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index: VectorIndex
+    k: int = 4
+    mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
+    mmr: bool = False
+    fetch_k: int = 20
+    _bm25: BM25 | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any) -> None:
+        if self.k < 1:
+            raise RoadmapError(f"k must be at least 1, got {self.k}")
+        if self.mode not in RETRIEVAL_MODES:
+            raise RoadmapError(f"unknown retrieval mode {self.mode!r}; choose one of: {', '.join(RETRIEVAL_MODES)}")
+
+    @property
+    def bm25(self) -> BM25:
+        """The lexical index, built from the vector index's chunks on first use."""
+        if self._bm25 is None:
+            self._bm25 = BM25(self.index.documents())
+        return self._bm25
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        if self.mode == "dense":
+            found = self.index.search(query, k=self.k, mmr=self.mmr, fetch_k=self.fetch_k)
+        elif self.mode == "lexical":
+            found = self.bm25.search(query, self.k)
+        else:
+            depth = max(self.fetch_k, self.k)
+            dense = self.index.search(query, k=depth, mmr=self.mmr, fetch_k=2 * depth)
+            lexical = self.bm25.search(query, depth)
+            found = reciprocal_rank_fusion([[d for d, _ in dense], [d for d, _ in lexical]])[: self.k]
+        return [Document(page_content=doc.page_content, metadata={**doc.metadata, "score": float(score)}, id=doc.id)
+                for doc, score in found]

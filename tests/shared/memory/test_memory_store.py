@@ -1,0 +1,122 @@
+"""The SQLite memory: persistence across reopen, list/delete, and the damaged or locked file."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from langchain_core.messages import AIMessage
+from langgraph.graph import END, START, MessagesState, StateGraph
+
+from shared.core.errors import RoadmapError
+from shared.memory.store import memory_path, open_memory
+
+
+def echo_graph(saver):
+    builder = StateGraph(MessagesState)
+    builder.add_node("echo", lambda state: {"messages": [AIMessage(f"echo {state['messages'][-1].text}")]})
+    builder.add_edge(START, "echo")
+    builder.add_edge("echo", END)
+    return builder.compile(checkpointer=saver)
+
+
+def say(memory, thread_id, text):
+    with memory.turn():
+        echo_graph(memory.saver).invoke({"messages": [("user", text)]}, {"configurable": {"thread_id": thread_id}})
+
+
+def test_path_from_option_env_or_cache(tmp_path, monkeypatch):
+    assert memory_path(tmp_path / "a.sqlite") == tmp_path / "a.sqlite"
+    monkeypatch.setenv("ROADMAP_MEMORY_DB", str(tmp_path / "env" / "b.sqlite"))
+    assert memory_path() == tmp_path / "env" / "b.sqlite"
+    monkeypatch.delenv("ROADMAP_MEMORY_DB")
+    assert memory_path() == (tmp_path / "cache" / "memory.sqlite").resolve()
+
+
+def test_history_survives_reopening_like_a_process_restart(tmp_path):
+    db = tmp_path / "memory.sqlite"
+    with open_memory(db) as memory:
+        say(memory, "t1", "my name is Mina")
+    with open_memory(db) as memory:
+        say(memory, "t1", "what is my name?")
+        history = memory.history("t1")
+    texts = [m.text for m in history]
+    assert texts == ["my name is Mina", "echo my name is Mina", "what is my name?", "echo what is my name?"]
+
+
+def test_list_and_delete_threads(tmp_path):
+    with open_memory(tmp_path / "m.sqlite") as memory:
+        say(memory, "a", "one")
+        say(memory, "b", "one")
+        say(memory, "b", "two")
+        listed = {t.thread_id: (t.turns, t.messages) for t in memory.threads()}
+        assert listed == {"a": (1, 2), "b": (2, 4)}
+        assert memory.threads()[0].thread_id == "b" and memory.threads()[0].updated.startswith("20")
+        memory.delete("a")
+        assert [t.thread_id for t in memory.threads()] == ["b"]
+        assert memory.history("a") == []
+
+
+def test_unknown_thread_delete_is_a_clear_error(tmp_path):
+    with open_memory(tmp_path / "m.sqlite") as memory:
+        say(memory, "a", "one")
+        with pytest.raises(RoadmapError, match="there is no thread 'nope'.*roadmap threads"):
+            memory.delete("nope")
+        assert memory.history("a")
+
+
+def test_a_file_that_is_not_a_database_is_kept_untouched(tmp_path):
+    db = tmp_path / "memory.sqlite"
+    db.write_bytes(b"these are my notes, not a database\n" * 200)
+    before = db.read_bytes()
+    with pytest.raises(RoadmapError, match="not a SQLite database.*left untouched.*move it aside.*--db"):
+        open_memory(db)
+    assert db.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["memory.sqlite"]
+
+
+def test_a_damaged_database_is_reported_and_kept(tmp_path):
+    db = tmp_path / "memory.sqlite"
+    with open_memory(db) as memory:
+        for n in range(30):
+            say(memory, f"t{n}", "some words " * 50)
+    data = bytearray(db.read_bytes())
+    page = 4096
+    data[3 * page : 6 * page] = b"\xff" * (3 * page)  # overwrite table pages, keep the header
+    db.write_bytes(bytes(data))
+    with pytest.raises(RoadmapError, match="damaged or not a SQLite database"):
+        with open_memory(db) as memory:
+            memory.threads()
+    assert db.read_bytes() == bytes(data)
+
+
+def test_a_folder_is_not_a_database(tmp_path):
+    with pytest.raises(RoadmapError, match="is a folder"):
+        open_memory(tmp_path)
+
+
+def test_locked_database_beyond_the_timeout_is_a_clear_error(tmp_path):
+    db = tmp_path / "memory.sqlite"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("INSERT INTO other VALUES (1)")
+    try:
+        with pytest.raises(RoadmapError, match="is locked by another process"):
+            open_memory(db, timeout=0.2)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with open_memory(db) as memory:
+        assert memory.threads() == []
+
+
+def test_a_turn_in_flight_elsewhere_blocks_until_the_timeout(tmp_path):
+    db = tmp_path / "memory.sqlite"
+    with open_memory(db) as first, open_memory(db, timeout=0.2) as second:
+        with first.turn():
+            with pytest.raises(RoadmapError, match="is locked by another process"):
+                say(second, "t", "hello")
+        say(second, "t", "hello")
+        assert second.integrity() == "ok"

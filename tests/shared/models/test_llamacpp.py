@@ -1,0 +1,278 @@
+"""The llama.cpp chat model: chat rendering and decisions on a stand-in engine (unit), real behaviour (e2e)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import tool
+from pydantic import BaseModel, Field
+
+from shared.models.llamacpp import (
+    PROSE_GBNF,
+    ContextOverflowError,
+    LlamaCppChatModel,
+    _prose_grammar,
+    _to_chat_dicts,
+)
+from shared.models.tool_protocol import FOLLOW_UP_NOTE, PLAN_NOTE
+
+
+@tool
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression such as 12 * (3 + 4)."""
+    return "84"
+
+
+@tool
+def current_time(zone: str = "UTC") -> str:
+    """The current date and time in an IANA time zone."""
+    return "2026-11-28 09:00"
+
+
+def openai_tools():
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    return [convert_to_openai_tool(calculator), convert_to_openai_tool(current_time)]
+
+
+def test_messages_become_template_dicts_with_tool_calls():
+    call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "c1", "type": "tool_call"}
+    dicts = _to_chat_dicts(
+        [SystemMessage("sys"), HumanMessage("q"), AIMessage("", tool_calls=[call]), ToolMessage("4", tool_call_id="c1")]
+    )
+    assert [d["role"] for d in dicts] == ["system", "user", "assistant", "tool"]
+    # Note: the chat template serialises the arguments itself, so they stay a dict.
+    assert dicts[2]["tool_calls"][0]["function"]["arguments"] == {"expression": "2+2"}
+
+
+class _FakeEngine:
+    """Stands in for llama.cpp: records prompts, keeps the tool prompt's state like ``_Engine``."""
+
+    def __init__(self):
+        self.kept, self.prompts = [], []
+        self.lock = threading.Lock()
+        self.n_ctx = 8192
+
+    def render(self, messages):
+        return "".join(f"<{m['role']}>{m['content']}|" for m in messages) + "<assistant>"
+
+    def tokenize(self, text):
+        return [ord(c) for c in text]
+
+    def warm(self, prefix):
+        self.kept.append("".join(map(chr, prefix)))
+
+
+def test_decision_keeps_the_tool_prompt_and_follows_up_after_tool_results(monkeypatch):
+    model = LlamaCppChatModel(model_path="unused.gguf")
+    engine = _FakeEngine()
+    model._engine = engine
+
+    def complete(prompt, **kwargs):
+        engine.prompts.append("".join(map(chr, prompt)))
+        engine.warm(prompt[: kwargs["keep"]])
+        yield '{"action": "answer"}', None
+        yield "", {"usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
+
+    monkeypatch.setattr(model, "_complete", complete)
+    call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "c1", "type": "tool_call"}
+    first = [SystemMessage("sys"), HumanMessage("2+2?")]
+    later = [*first, AIMessage("", tool_calls=[call]), ToolMessage("4", tool_call_id="c1")]
+    model._decide(first, openai_tools(), None)
+    model._decide(later, openai_tools(), None)
+    # Each round's tool prompt (system prompt, tools, examples) is kept; the conversation is not.
+    assert all(p.startswith(k) and "2+2?" not in k for p, k in zip(engine.prompts, engine.kept))
+    assert engine.kept[0].startswith("<system>sys") and engine.kept[1].startswith("<system>sys")
+    # Once tool results are in, the follow-up instructions replace the first round's.
+    assert FOLLOW_UP_NOTE not in engine.prompts[0] and FOLLOW_UP_NOTE in engine.kept[1]
+    assert "If one tool fits it" in engine.kept[0] and "If one tool fits it" not in engine.kept[1]
+
+
+def test_a_planned_first_decision_becomes_a_tool_call_carrying_its_plan(monkeypatch):
+    model = LlamaCppChatModel(model_path="unused.gguf")
+    engine = _FakeEngine()
+    model._engine = engine
+    replies = iter(['{"action": "calculator", "args": {"expression": "2+2"}, "then": "current_time"}',
+                    '{"action": "current_time", "args": {"zone": "UTC"}}'])
+
+    def complete(prompt, **kwargs):
+        engine.prompts.append("".join(map(chr, prompt)))
+        engine.warm(prompt[: kwargs["keep"]])
+        yield next(replies), None
+        yield "", {"usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
+
+    monkeypatch.setattr(model, "_complete", complete)
+    bound = model.bind_tools([calculator, current_time], tool_plan=True)
+    first = bound.invoke([SystemMessage("sys"), HumanMessage("2+2, then the time?")])
+    assert first.tool_calls[0]["args"] == {"expression": "2+2"}
+    assert first.additional_kwargs["plan"] == ["calculator", "current_time"]
+    assert PLAN_NOTE in engine.prompts[0]
+    # A forced next step narrows the grammar, not the prompt: the later-round prompt is kept.
+    result = ToolMessage("4", tool_call_id=first.tool_calls[0]["id"])
+    later = [SystemMessage("sys"), HumanMessage("2+2, then the time?"), first, result]
+    second = model.bind_tools([calculator, current_time], tool_plan=True, tool_choice="current_time").invoke(later)
+    assert second.tool_calls[0]["name"] == "current_time" and "plan" not in second.additional_kwargs
+    assert PLAN_NOTE not in engine.prompts[1] and "- calculator(" in engine.kept[1]
+    assert FOLLOW_UP_NOTE in engine.kept[1]
+    assert '"then": "current_time"' in engine.prompts[1]
+
+
+def test_another_step_is_planned_when_the_tools_together_outweigh_the_answer(monkeypatch):
+    model = LlamaCppChatModel(model_path="unused.gguf")
+    model._engine = _FakeEngine()  # an option's first token is its first letter
+    scores, probes = [-50.0] * 128, []
+
+    def complete(prompt, **kwargs):
+        probes.append(kwargs["probe"])
+        yield '{"action": "search_docs", "args": {"query": "q"}, "then": "answer"}', None
+        yield "", {"usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}, "probe": scores}
+
+    @tool
+    def search_docs(query: str) -> str:
+        """Search the documents."""
+        return ""
+
+    @tool
+    def unit_convert(value: float, unit: str) -> str:
+        """Convert a value."""
+        return ""
+
+    monkeypatch.setattr(model, "_complete", complete)
+    bound = model.bind_tools([calculator, search_docs, unit_convert], tool_plan=True)
+    question = [HumanMessage("a figure, then a sum?")]
+
+    def plan(answer, calc, unit):
+        scores[ord("a")], scores[ord("c")], scores[ord("u")] = math.log(answer), math.log(calc), math.log(unit)
+        return bound.invoke(question).additional_kwargs["plan"]
+
+    # Greedy wrote "answer" (0.45 beats each tool alone), but the tools together are likelier.
+    assert plan(0.45, 0.30, 0.25) == ["search_docs", "calculator"]
+    assert plan(0.45, 0.20, 0.35) == ["search_docs", "unit_convert"]
+    assert plan(0.60, 0.30, 0.10) == ["search_docs"]
+    # The scores are read where the value of "then" starts, and only when a plan is asked for.
+    assert probes[0].search('{"action": "search_docs", "args": {"query": "q"}, "then": "')
+    assert not probes[0].search('{"action": "search_docs", "args": {"query": "then"')
+    model.bind_tools([calculator, search_docs]).invoke(question)
+    assert probes[-1] is None
+    # Options that start with the same token cannot be told apart: the greedy choice stands.
+    scores[ord("a")], scores[ord("c")] = math.log(0.3), math.log(0.7)
+    tied = model.bind_tools([calculator, current_time, search_docs], tool_plan=True)
+    assert tied.invoke(question).additional_kwargs["plan"] == ["search_docs"]
+
+
+def test_an_answer_after_tool_results_must_start_like_prose(monkeypatch):
+    model = LlamaCppChatModel(model_path="unused.gguf")
+    model._engine = _FakeEngine()
+    grammars = []
+
+    def complete(prompt, **kwargs):
+        grammars.append(kwargs.get("grammar"))
+        yield ('{"action": "answer"}' if len(grammars) % 2 else "It is 4."), None
+        yield "", {"finish_reason": "stop", "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
+
+    monkeypatch.setattr(model, "_complete", complete)
+    call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "c1", "type": "tool_call"}
+    first = [HumanMessage("2+2?")]
+    bound = model.bind_tools([calculator])
+    assert bound.invoke(first).text == "It is 4." and grammars[1] is None
+    later = [*first, AIMessage("", tool_calls=[call]), ToolMessage("4", tool_call_id="c1")]
+    assert bound.invoke(later).text == "It is 4." and grammars[3] is _prose_grammar()
+    # llama.cpp parsed the grammar; its first character may not open JSON or a tag.
+    from llama_cpp import LlamaGrammar
+    assert isinstance(_prose_grammar(), LlamaGrammar) and PROSE_GBNF.startswith("root ::= [^{<")
+
+
+# ---- end-to-end on the embedded model -------------------------------------------------
+
+
+
+class Order(BaseModel):
+    customer: str = Field(max_length=40)
+    quantity: int
+    city: str = Field(max_length=40)
+
+
+@pytest.mark.e2e
+def test_invoke_reports_usage_and_answers(local_model):
+    reply = local_model.invoke("What is 17 times 3? Answer with the number only.")
+    assert "51" in reply.content
+    usage = reply.usage_metadata
+    assert usage["input_tokens"] > 10 and 0 < usage["output_tokens"] < 20
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    assert reply.response_metadata["finish_reason"] == "stop"
+
+
+@pytest.mark.e2e
+def test_stream_yields_many_tokens_and_respects_max_tokens(local_model):
+    chunks = list(local_model.stream("Count from 1 to 50, separated by spaces.", max_tokens=12))
+    texts = [c.content for c in chunks if c.content]
+    assert len(texts) >= 5
+    assert chunks[-1].usage_metadata["output_tokens"] == 12
+    assert chunks[-1].response_metadata["finish_reason"] == "length"
+
+
+@pytest.mark.e2e
+def test_stop_sequence_and_seeded_sampling(local_model):
+    stopped = local_model.invoke("List the numbers 1 to 10, one per line.", stop=["5"])
+    assert "5" not in stopped.content and "4" in stopped.content
+    prompt = "Invent a name for a robot."
+    hot = [local_model.invoke(prompt, temperature=1.0, seed=7, max_tokens=12).content for _ in range(2)]
+    assert hot[0] == hot[1]
+
+
+@pytest.mark.e2e
+def test_structured_output_is_constrained_to_the_schema(local_model):
+    order = local_model.with_structured_output(Order).invoke("Kim Minji wants 2 lamps sent to Busan.")
+    assert order.quantity == 2 and "Busan" in order.city
+
+
+@pytest.mark.e2e
+def test_forced_tool_call_has_valid_arguments(local_model):
+    reply = local_model.bind_tools([calculator, current_time], tool_choice="calculator").invoke(
+        "What is 1234 times 5678?"
+    )
+    assert reply.tool_calls[0]["name"] == "calculator"
+    assert "1234" in reply.tool_calls[0]["args"]["expression"]
+
+
+@pytest.mark.e2e
+def test_tool_decision_and_direct_answer(local_model):
+    tools = local_model.bind_tools([calculator, current_time])
+    timed = tools.invoke("What time is it in Seoul right now?")
+    assert timed.tool_calls and timed.tool_calls[0]["name"] == "current_time"
+    poem = tools.invoke("Write one short line of poetry about rain.")
+    assert not poem.tool_calls and poem.content.strip()
+
+
+@pytest.mark.e2e
+def test_batch_async_and_threads_share_one_model(local_model):
+    prompts = ["Say the word red.", "Say the word blue."]
+    assert len(local_model.batch(prompts, config={"max_concurrency": 2}, max_tokens=8)) == 2
+    assert asyncio.run(local_model.ainvoke("Say yes.", max_tokens=4)).content
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(local_model.invoke("Say ok.", max_tokens=4)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 2 and all(r.content for r in results)
+
+
+@pytest.mark.e2e
+def test_input_longer_than_the_context_is_refused_clearly(local_model):
+    with pytest.raises(ContextOverflowError, match="context window is 8,192"):
+        local_model.invoke("word " * 9000)
+
+
+@pytest.mark.e2e
+def test_token_counting_matches_the_prompt(local_model):
+    reply = local_model.invoke([HumanMessage("Hello there")], max_tokens=1)
+    counted = local_model.get_num_tokens_from_messages([HumanMessage("Hello there")])
+    assert counted == reply.usage_metadata["input_tokens"]
+    assert json.loads(json.dumps(reply.usage_metadata))
