@@ -14,10 +14,15 @@ order, because there is one model and the memory's turn lock belongs to one thre
 that arrives while ``MAX_PENDING`` are queued gets 503; bad requests get ``{"error": "..."}``
 with a 4xx status; a client that leaves mid-answer costs nothing but the rest of that answer.
 
-Example:
-    >>> backend = Backend(get_chat_model("fake"), open_memory(), lambda: open_retriever(DATA_DIR, "fake"))
-    >>> with socket_for("127.0.0.1", 8000) as sock:
-    ...     run_server(create_app(backend), sock)  # until Ctrl-C
+Example, serving the fake model on this machine (``roadmap serve`` does the same from its options):
+    >>> from shared.core.files import DATA_DIR
+    >>> from shared.memory.store import open_memory
+    >>> from shared.models.registry import get_chat_model
+    >>> from shared.rag.knowledge_base import open_retriever
+    >>> backend = Backend(get_chat_model("fake"), open_memory(),  # doctest: +SKIP
+    ...                   lambda: open_retriever(DATA_DIR, "fake"))
+    >>> with socket_for("127.0.0.1", 8000) as sock, backend:  # doctest: +SKIP
+    ...     run_server(create_app(backend, allowed_hosts=trusted_hosts("127.0.0.1")), sock)  # until Ctrl-C
 """
 
 from __future__ import annotations
@@ -137,8 +142,10 @@ class Backend:
         memory: The open memory database; conversations of every mode are kept there.
         open_retriever: Opens the knowledge base (called once, on the first ask or agent request).
 
-    Example:
-        >>> backend.submit(job)  # from the event loop; the answer arrives as job.events
+    Example, in a request handler (a ``Job`` belongs to the running event loop); the worker
+    thread answers, and ``job.events`` receives ``token`` events, then ``done`` or ``error``:
+        >>> job = Job("chat", "t1", "Hello")  # doctest: +SKIP
+        >>> backend.submit(job)  # doctest: +SKIP
     """
 
     def __init__(self, model: BaseChatModel, memory: Memory, open_retriever: Callable[[], Retriever]) -> None:

@@ -41,10 +41,11 @@ class Meter:
     """Measure tokens and seconds of the calls made with ``meter.callbacks``.
 
     Example:
+        >>> from shared.models.registry import get_chat_model
         >>> meter = Meter()
-        >>> chain.invoke(inputs, config={"callbacks": meter.callbacks})  # doctest: +SKIP
-        >>> meter.summary()  # doctest: +SKIP
-        '48 tokens (44 in, 4 out) in 1.2 s'
+        >>> _ = get_chat_model("fake").invoke("How long is the warranty?", config={"callbacks": meter.callbacks})
+        >>> meter.summary()
+        '11 tokens (5 in, 6 out) in ... s'
     """
 
     def __init__(self) -> None:

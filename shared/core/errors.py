@@ -11,6 +11,9 @@ class RoadmapError(Exception):
 
     Example:
         >>> raise RoadmapError("unknown model spec 'gpt'; valid specs: local, fake")
+        Traceback (most recent call last):
+        ...
+        shared.core.errors.RoadmapError: unknown model spec 'gpt'; valid specs: local, fake
     """
 
     exit_code = 2

@@ -206,6 +206,7 @@ def usable_arguments(tool: BaseTool, args: dict[str, Any], fragments: dict[str, 
     Defaults count: a tool called without an optional argument is checked against its default.
 
     Example:
+        >>> from shared.tools.toolbox import calculator
         >>> usable_arguments(calculator, {"expression": "1234 * 5678"}, {"expression": ["1234", "5678"]})
         True
     """

@@ -6,10 +6,10 @@ it by) and, for a local model, one versioned model folder named after its weight
 spec in the manifest is the hook: ``local:ft/<name>`` for ``--embeddings`` anywhere, or
 ``openai:ft:...`` for ``--model`` once a hosted job has finished.
 
-Example:
-    >>> [a.name for a in list_artifacts()]
+Example, after ``roadmap finetune train --trainer local-embeddings``:
+    >>> [a.name for a in list_artifacts()]  # doctest: +SKIP
     ['minilm-maru']
-    >>> model_folder("minilm-maru").name
+    >>> model_folder("minilm-maru").name  # doctest: +SKIP
     '3f0c9a1b2d4e'
 """
 
@@ -63,6 +63,14 @@ def check_name(name: str) -> str:
 
     Raises:
         RoadmapError: Otherwise, with an example of a good name.
+
+    Example:
+        >>> check_name("minilm-maru")
+        'minilm-maru'
+        >>> check_name("My Model")
+        Traceback (most recent call last):
+        ...
+        shared.core.errors.RoadmapError: bad artifact name 'My Model'; use up to 40 lower-case letters, ...
     """
     if not _NAME.fullmatch(name or ""):
         raise RoadmapError(f"bad artifact name {name!r}; use up to 40 lower-case letters, digits, '.', '_' or '-', "

@@ -21,8 +21,9 @@ Splits are deterministic, by hash, so a rebuild never moves an example:
   whole example), go to the validation split.
 
 Example:
-    >>> dataset = build_dataset(Path("data"))
-    >>> write_dataset(dataset, Path("out"))["counts"]
+    >>> import tempfile
+    >>> dataset = build_dataset(DATA_DIR)
+    >>> write_dataset(dataset, Path(tempfile.mkdtemp()))["counts"]
     {'train': 109, 'validation': 14, 'pairs_train': 112, 'pairs_validation': 13, ...}
 """
 

@@ -10,11 +10,21 @@ two questions about the same chunk often share a batch, and the chunk is then ma
 ``compare_retrieval`` builds the same dense index (same chunking, same ``k``) with each
 embeddings spec and reports hit@1, hit@k and MRR on a question set.
 
-Example:
-    >>> metrics = fine_tune(pairs, minilm_dir(), Path("out"), TuneSettings(epochs=1))
-    >>> rows = compare_retrieval(Path("data"), heldout, ["local", "local:ft/minilm-maru"])
-    >>> [(r["embeddings"], r["hit@1"]) for r in rows if r["group"] == "all"]
-    [('local', 0.44), ('local:ft/minilm-maru', 0.75)]
+Example, training on the pairs of ``roadmap finetune build``, then measuring the artifact
+``roadmap finetune train --trainer local-embeddings`` saved (as ``roadmap finetune eval`` does):
+    >>> import tempfile
+    >>> from shared.core.files import DATA_DIR
+    >>> from shared.evaluation.suites import load_rag_set
+    >>> from shared.finetune.dataset import RAG_SET, default_dataset_dir, heldout_questions, load_pairs
+    >>> from shared.models.embeddings import minilm_dir
+    >>> pairs = load_pairs(default_dataset_dir() / "pairs-train.jsonl")  # doctest: +SKIP
+    >>> metrics = fine_tune(pairs, minilm_dir(), Path(tempfile.mkdtemp()))  # doctest: +SKIP
+    >>> heldout = heldout_questions(load_rag_set(RAG_SET))
+    >>> len(heldout)
+    16
+    >>> rows = compare_retrieval(DATA_DIR, heldout, ["local", "local:ft/minilm-maru"])  # doctest: +SKIP
+    >>> [(r["embeddings"], r["hit@1"]) for r in rows if r["group"] == "all"]  # doctest: +SKIP
+    [('local', 0.438), ('local:ft/minilm-maru', 0.688)]
 """
 
 from __future__ import annotations

@@ -12,10 +12,13 @@
 A new backend (another provider, a LoRA trainer on a GPU box) is one more ``Trainer`` subclass
 in ``TRAINERS``; the commands and the registry stay as they are.
 
-Example:
+Example, on the dataset ``roadmap finetune build`` wrote:
+    >>> from shared.finetune.dataset import default_dataset_dir
     >>> trainer = get_trainer("local-embeddings")
-    >>> artifact = trainer.train(TrainRequest(name="minilm-maru", data=Path("dataset")))
-    >>> artifact.spec
+    >>> trainer.trains
+    'the MiniLM embeddings of step 3, on (question, passage) pairs, on this CPU'
+    >>> artifact = trainer.train(TrainRequest(name="minilm-maru", data=default_dataset_dir()))  # doctest: +SKIP
+    >>> artifact.spec  # doctest: +SKIP
     'local:ft/minilm-maru'
 """
 

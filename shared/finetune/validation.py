@@ -16,9 +16,12 @@ Token counts by target (``--model`` spec):
 * ``fake`` - the fake model's word count, for tests.
 
 Example:
-    >>> report = validate_file(Path("train.jsonl"), token_counter("openai:gpt-4o-mini"))
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "train.jsonl"
+    >>> _ = path.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "Hello"}]}')
+    >>> report = validate_file(path, token_counter("openai:gpt-4o-mini"))
     >>> report.problems[:1]
-    [Problem(line=3, message='message 2 has unknown role "bot"; use system, user, assistant or tool')]
+    [Problem(line=1, message='message 2 has unknown role "bot"; use system, user, assistant or tool')]
 """
 
 from __future__ import annotations

@@ -8,12 +8,19 @@ stored history to it (``trim_history``), counted by the active model's own token
 ``Conversation`` runs turns of a compiled chat graph under the memory's turn lock and streams
 the answer's tokens; ``run_repl`` is the interactive loop of ``roadmap chat``.
 
-Example, with step 4's ``build_graph``:
-    >>> with open_memory() as memory:
-    ...     chat = Conversation(build_graph(model, memory.saver, 2000), memory)
-    ...     chat.send("t1", "Hi, I am Mina.")["answer"]
-    ...     chat.send("t1", "What is my name?")["answer"]
-    'Your name is Mina.'
+Example, with any graph over messages (step 4's ``build_graph``; here a one-node agent on a
+scripted model):
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from langchain.agents import create_agent
+    >>> from shared.memory.store import open_memory
+    >>> from shared.models.fake import ScriptedChatModel
+    >>> model = ScriptedChatModel(responses=["Hello, Mina!", "Your name is Mina."])
+    >>> with open_memory(Path(tempfile.mkdtemp()) / "chat.sqlite") as memory:
+    ...     chat = Conversation(create_agent(model, [], checkpointer=memory.saver), memory)
+    ...     _ = chat.send("t1", "Hi, I am Mina.")
+    ...     chat.send("t1", "What is my name?")
+    {'answer': 'Your name is Mina.', 'turns': 2, 'question': None, 'sources': []}
 """
 
 from __future__ import annotations
@@ -88,7 +95,8 @@ def history_budget(model: BaseChatModel) -> int:
     """Tokens the prompt may fill: the model's context window minus the room kept for the answer.
 
     Example:
-        >>> history_budget(LlamaCppChatModel(model_path="m.gguf", n_ctx=8192, max_tokens=512))
+        >>> from shared.models.llamacpp import LlamaCppChatModel
+        >>> history_budget(LlamaCppChatModel(model_path="qwen.gguf", n_ctx=8192, max_tokens=512))
         7680
     """
     context = getattr(model, "n_ctx", None) or DEFAULT_CONTEXT

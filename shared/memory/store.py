@@ -10,13 +10,16 @@ the history to saving the answer, so no turn is built on a stale history and non
 operating system drops the lock when a process dies, so a killed chat costs only its turn in
 flight. A damaged file is never repaired, moved or overwritten: the error says what to do.
 
-Example:
-    >>> with open_memory(Path("chat.sqlite")) as memory:
-    ...     graph = builder.compile(checkpointer=memory.saver)
+Example, with any LangGraph graph (here a one-node agent on a scripted model):
+    >>> import tempfile
+    >>> from langchain.agents import create_agent
+    >>> from shared.models.fake import ScriptedChatModel
+    >>> with open_memory(Path(tempfile.mkdtemp()) / "chat.sqlite") as memory:
+    ...     graph = create_agent(ScriptedChatModel(responses=["Hello!"]), [], checkpointer=memory.saver)
     ...     with memory.turn():
-    ...         graph.invoke({"messages": [("user", "hi")]}, {"configurable": {"thread_id": "t1"}})
-    ...     [t.thread_id for t in memory.threads()]
-    ['t1']
+    ...         _ = graph.invoke({"messages": [("user", "hi")]}, {"configurable": {"thread_id": "t1"}})
+    ...     [(t.thread_id, t.turns) for t in memory.threads()]
+    [('t1', 1)]
 """
 
 from __future__ import annotations

@@ -226,7 +226,9 @@ def embeddings_identity(spec: str) -> str:
     instead, and an index built with an older version is rebuilt rather than reused.
 
     Example:
-        >>> embeddings_identity("local:ft/minilm-maru")
+        >>> embeddings_identity("local")
+        'local'
+        >>> embeddings_identity("local:ft/minilm-maru")  # doctest: +SKIP
         'local:ft/minilm-maru@3f0c9a1b2d4e'
     """
     choice = choose(spec, EMBEDDINGS_ENV)

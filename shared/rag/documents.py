@@ -6,10 +6,11 @@
 * ``split_documents`` cuts pages into chunks that keep source, page and a stable chunk id.
 
 Example:
-    >>> pages = load_folder(Path("data"))
+    >>> from shared.core.files import DATA_DIR
+    >>> pages = load_folder(DATA_DIR)
     >>> chunks = split_documents(pages)
     >>> chunks[0].metadata
-    {'source': 'internal/company-history.txt', 'page': None, 'chunk': 0, 'chunk_id': '3f0c...'}
+    {'source': 'internal/company-history.txt', 'page': None, 'chunk': 0, 'chunk_id': '...'}
 """
 
 from __future__ import annotations

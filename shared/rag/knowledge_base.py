@@ -1,7 +1,12 @@
 """Opening the documents of step 3 for any later step: the synced index and its retriever.
 
-Example:
-    >>> retriever = open_retriever(Path("data"), embeddings_spec=None)
+Example, with the default embeddings (the packaged MiniLM model), then with the instant
+``"fake"`` ones and BM25 alone:
+    >>> from shared.core.files import DATA_DIR
+    >>> retriever = open_retriever(DATA_DIR, None)  # doctest: +SKIP
+    >>> [doc.metadata["source"] for doc in retriever.invoke("lamp warranty")][:1]  # doctest: +SKIP
+    ['manuals/aurora-desk-lamp.md']
+    >>> retriever = open_retriever(DATA_DIR, "fake", mode="lexical")
     >>> [doc.metadata["source"] for doc in retriever.invoke("lamp warranty")][:1]
     ['manuals/aurora-desk-lamp.md']
 """

@@ -7,7 +7,13 @@ matches words instead - and Hangul character bigrams, which survive Korean parti
 merged with reciprocal rank fusion, which uses only ranks, so the two kinds of score never
 have to be made comparable.
 
-Example:
+Example, over an index of the shop's documents (``"fake"`` embeddings, in a temporary folder):
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from shared.core.files import DATA_DIR
+    >>> from shared.models.registry import get_embeddings
+    >>> from shared.rag.vectorstore import sync_index
+    >>> index, _ = sync_index(DATA_DIR, get_embeddings("fake"), "fake", location=Path(tempfile.mkdtemp()))
     >>> retriever = Retriever(index=index, k=4, mode="hybrid")
     >>> [doc.metadata["source"] for doc in retriever.invoke("전기주전자 보온 시간")]
     ['manuals/haneul-kettle-ko.md', ...]
@@ -91,6 +97,7 @@ def reciprocal_rank_fusion(rankings: list[list[Document]], k: int = RRF_K) -> li
     Documents are matched by their ``chunk_id`` metadata.
 
     Example:
+        >>> a, b, c = (Document(name, metadata={"chunk_id": name}) for name in "abc")
         >>> [d.metadata["chunk_id"] for d, _ in reciprocal_rank_fusion([[a, b], [b, c]])]
         ['b', 'a', 'c']
     """

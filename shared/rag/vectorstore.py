@@ -13,10 +13,18 @@ to another vector store means changing this file alone.
   file the project did not write is never loaded; a missing, damaged or mismatching index is
   rebuilt with a warning.
 
-Example:
-    >>> index, report = sync_index(Path("data"), get_embeddings("local"), embeddings_spec="local")
+Example, with the instant ``"fake"`` embeddings and a temporary folder for the index:
+    >>> import tempfile
+    >>> from shared.core.files import DATA_DIR
+    >>> from shared.models.registry import get_embeddings
+    >>> location = Path(tempfile.mkdtemp())
+    >>> index, report = sync_index(DATA_DIR, get_embeddings("fake"), "fake", location=location)
+    >>> len(report.added), report.embedded
+    (24, 34)
     >>> [doc.metadata["source"] for doc, score in index.search("kettle warranty", k=2)]
-    ['manuals/haneul-kettle-ko.md', 'policies/warranty.md']
+    ['policies/warranty.md', 'manuals/price-list-2026.pdf']
+    >>> sync_index(DATA_DIR, get_embeddings("fake"), "fake", location=location)[1].embedded
+    0
 """
 
 from __future__ import annotations
@@ -123,8 +131,11 @@ def index_location(docs: Path, embeddings_spec: str) -> Path:
     Different folders or embeddings never share an index.
 
     Example:
-        >>> index_location(Path("data"), "local").name  # doctest: +SKIP
-        'data-1c9b2e0f7a3d'
+        >>> from shared.core.files import DATA_DIR
+        >>> index_location(DATA_DIR, "local").name  # "data-" and 12 hex digits of the folder and spec
+        'data-...'
+        >>> index_location(DATA_DIR, "local") != index_location(DATA_DIR, "fake")
+        True
     """
     key = hashlib.sha256(f"{docs.expanduser().resolve()}\x1f{embeddings_spec}".encode()).hexdigest()[:12]
     return cache_dir() / "indexes" / f"{docs.expanduser().resolve().name}-{key}"

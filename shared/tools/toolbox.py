@@ -240,6 +240,7 @@ def format_snippets(documents: list[Any]) -> str:
     """Number retrieved chunks as ``[1] source (page N): text`` for a model to cite.
 
     Example:
+        >>> from langchain_core.documents import Document
         >>> format_snippets([Document("Two years.", metadata={"source": "warranty.md"})])
         '[1] warranty.md: Two years.'
     """
