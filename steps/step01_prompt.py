@@ -15,9 +15,11 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable
 
 from shared.core.commands import (
+    MAX_ANSWER_TOKENS,
     ArgumentParser,
     add_model_options,
     entry_point,
+    int_in,
     print_json,
 )
 from shared.core.console import Meter, StreamPrinter
@@ -45,7 +47,8 @@ def parse_args(argv: list[str] | None):
     )
     parser.add_argument("--task", choices=["all", *TASKS], default="all", help="which task to run (default: all)")
     parser.add_argument("--input", help="your own text for the task (needs --task)")
-    parser.add_argument("--max-tokens", type=int, default=256, help="longest answer in tokens (default: 256)")
+    parser.add_argument("--max-tokens", type=int_in(1, MAX_ANSWER_TOKENS), default=256,
+                        help="longest answer in tokens (default: 256)")
     parser.add_argument("--show-prompt", action="store_true", help="print the messages the model receives")
     add_model_options(parser)
     args = parser.parse_args(argv)

@@ -20,7 +20,15 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableParallel, RunnablePassthrough
 from pydantic import BaseModel, Field
 
-from shared.core.commands import ArgumentParser, add_model_options, entry_point, print_json
+from shared.core.commands import (
+    MAX_ANSWER_TOKENS,
+    MAX_CONCURRENCY,
+    ArgumentParser,
+    add_model_options,
+    entry_point,
+    int_in,
+    print_json,
+)
 from shared.core.console import Meter
 from shared.core.files import DATA_DIR, read_jsonl
 from shared.models.registry import get_chat_model
@@ -148,8 +156,10 @@ def parse_args(argv: list[str] | None):
     )
     parser.add_argument("--message", help="the customer message to work on (default: the first in the inbox)")
     parser.add_argument("--inbox", type=Path, default=DATA_DIR / "inbox.jsonl", help="JSONL of {id, text} messages")
-    parser.add_argument("--concurrency", type=int, default=2, help="batch: requests in flight at once (default: 2)")
-    parser.add_argument("--max-tokens", type=int, default=200, help="longest answer per call (default: 200)")
+    parser.add_argument("--concurrency", type=int_in(1, MAX_CONCURRENCY), default=2,
+                        help="batch: requests in flight at once (default: 2)")
+    parser.add_argument("--max-tokens", type=int_in(1, MAX_ANSWER_TOKENS), default=200,
+                        help="longest answer per call (default: 200)")
     add_model_options(parser)
     return parser.parse_args(argv)
 

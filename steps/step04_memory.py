@@ -19,10 +19,12 @@ from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 
 from shared.core.commands import (
+    MAX_PROMPT_BUDGET,
     ArgumentParser,
     add_docs_options,
     add_model_options,
     entry_point,
+    int_in,
     print_json,
     warn,
 )
@@ -141,7 +143,8 @@ def parse_args(argv: list[str] | None):
         "--db", help="memory database file (default: $ROADMAP_MEMORY_DB, else memory.sqlite in the cache)"
     )
     parser.add_argument(
-        "--budget", type=int, help="most tokens a prompt may use (default: the model's context minus the answer)"
+        "--budget", type=int_in(1, MAX_PROMPT_BUDGET),
+        help="most tokens a prompt may use (default: the model's context minus the answer)"
     )
     parser.add_argument("--summarize", action="store_true", help="fold trimmed turns into a running summary")
     add_docs_options(parser)

@@ -15,9 +15,11 @@ from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from shared.core.commands import (
+    MAX_ANSWER_TOKENS,
     ArgumentParser,
     add_model_options,
     entry_point,
+    int_in,
     print_json,
 )
 from shared.core.console import Meter, StreamPrinter
@@ -112,7 +114,8 @@ def parse_args(argv: list[str] | None):
         "and the model answers from the result; every stage is printed.",
     )
     parser.add_argument("--question", action="append", help="a question to ask (repeatable; default: six examples)")
-    parser.add_argument("--max-tokens", type=int, default=160, help="longest answer in tokens (default: 160)")
+    parser.add_argument("--max-tokens", type=int_in(1, MAX_ANSWER_TOKENS), default=160,
+                        help="longest answer in tokens (default: 160)")
     add_model_options(parser)
     return parser.parse_args(argv)
 

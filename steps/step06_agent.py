@@ -25,9 +25,12 @@ from shared.agent.middleware import (
     tool_error,
 )
 from shared.core.commands import (
+    MAX_ANSWER_TOKENS,
+    MAX_TOOL_CALLS,
     ArgumentParser,
     add_model_options,
     entry_point,
+    int_in,
     print_json,
 )
 from shared.core.errors import RoadmapError
@@ -95,8 +98,10 @@ def parse_args(argv: list[str] | None):
         "one conversation, so a follow-up can refer to the one before.",
     )
     parser.add_argument("--question", action="append", help="a question to ask (repeatable; default: four examples)")
-    parser.add_argument("--max-tokens", type=int, default=160, help="longest answer in tokens (default: 160)")
-    parser.add_argument("--max-tool-calls", type=int, default=3, help="most tool calls per question (default: 3)")
+    parser.add_argument("--max-tokens", type=int_in(1, MAX_ANSWER_TOKENS), default=160,
+                        help="longest answer in tokens (default: 160)")
+    parser.add_argument("--max-tool-calls", type=int_in(1, MAX_TOOL_CALLS), default=3,
+                        help="most tool calls per question (default: 3)")
     add_model_options(parser)
     return parser.parse_args(argv)
 

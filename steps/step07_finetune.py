@@ -13,9 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared.core.commands import (
+    MAX_EPOCHS,
+    MAX_SEQ_LENGTH,
     ArgumentParser,
     add_model_options,
     entry_point,
+    int_in,
     print_json,
     warn,
 )
@@ -58,8 +61,9 @@ def parse_args(argv: list[str] | None):
     )
     parser.add_argument("--docs", type=Path, default=DATA_DIR, help="documents folder (default: data/)")
     parser.add_argument("--memory", action="store_true", help="add the conversations stored by step 4")
-    parser.add_argument("--epochs", type=int, default=1, help="training epochs (default: 1, about a minute)")
-    parser.add_argument("--max-seq-length", type=int, default=128,
+    parser.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=1,
+                        help="training epochs (default: 1, about a minute)")
+    parser.add_argument("--max-seq-length", type=int_in(16, MAX_SEQ_LENGTH), default=128,
                         help="tokens per text while training; shorter is faster (default: 128)")
     add_model_options(parser)
     return parser.parse_args(argv)

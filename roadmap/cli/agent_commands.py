@@ -52,10 +52,12 @@ def cmd_agent(args) -> int:
 
     # Check the input before loading anything heavy: a typo should cost nothing.
     question = check_question(args.question)
-    if args.max_tool_calls < 1:
-        raise RoadmapError(f"the tool-call limit must be at least 1, not {args.max_tool_calls}")
+    from shared.memory.store import check_thread_id, open_memory
+
+    if args.thread is not None:
+        check_thread_id(args.thread)
     from shared.agent.agent_runner import EventPrinter, run_agent
-    from shared.memory.store import open_memory
+    from shared.memory.conversation import atomic_turn
     from shared.models.registry import get_chat_model
     from steps.step06_agent import build_agent
 
@@ -63,8 +65,9 @@ def cmd_agent(args) -> int:
     with open_memory(args.db) if args.thread else nullcontext() as memory:
         agent = build_agent(model, checkpointer=memory.saver if memory else None, plan=args.plan,
                             max_tool_calls=args.max_tool_calls, max_model_calls=args.max_tool_calls + 2)
-        # Note: the turn lock keeps two processes from interleaving turns of one thread.
-        with memory.turn() if memory else nullcontext():
+        # Note: the turn lock keeps two processes from interleaving turns of one thread, and a
+        # turn that fails (the model server is down, the question does not fit) is not stored.
+        with atomic_turn(memory, args.thread) if memory else nullcontext():
             if args.json:
                 print_json(run_agent(agent, question, thread=args.thread))
                 return 0

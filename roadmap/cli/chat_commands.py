@@ -14,9 +14,11 @@ def cmd_chat(args) -> int:
         raise RoadmapError('the message is empty; type something, e.g. --message "Hello"')
     if args.json and args.message is None:
         raise RoadmapError('--json needs --message: roadmap chat --thread ID --message "..." --json')
+    from shared.memory.store import check_thread_id, open_memory
+
+    check_thread_id(args.thread)
     from shared.core.console import format_sources
     from shared.memory.conversation import Conversation, history_budget, run_repl
-    from shared.memory.store import open_memory
     from shared.models.registry import get_chat_model
     from steps.step04_memory import build_graph
 
@@ -49,8 +51,10 @@ def cmd_chat(args) -> int:
 
 
 def cmd_threads(args) -> int:
-    from shared.memory.store import open_memory
+    from shared.memory.store import check_thread_id, open_memory
 
+    if args.action == "delete":
+        check_thread_id(args.thread_id)
     with open_memory(args.db) as memory:
         if args.action == "delete":
             memory.delete(args.thread_id)
@@ -68,6 +72,8 @@ def cmd_threads(args) -> int:
         return 0
     print(f"{'thread':<24} {'turns':>5}  last updated (UTC)")
     for t in threads:
-        print(f"{t.thread_id:<24} {t.turns:>5}  {t.updated[:19].replace('T', ' ')}")
+        # Note: a thread id in a file written elsewhere may hold escape sequences; show those escaped.
+        name = t.thread_id if t.thread_id.isprintable() else ascii(t.thread_id)
+        print(f"{name:<24} {t.turns:>5}  {t.updated[:19].replace('T', ' ')}")
     return 0
 

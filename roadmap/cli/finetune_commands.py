@@ -4,8 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shared.core.commands import add_verb, print_json, warn
+from shared.core.commands import (
+    MAX_EPOCHS,
+    MAX_K,
+    MAX_SEQ_LENGTH,
+    add_verb,
+    float_in,
+    int_in,
+    print_json,
+    warn,
+)
 from shared.core.errors import RoadmapError
+
+# Ranges of the numeric options (see shared.core.commands.int_in): a typo is refused before any work.
+MAX_CONTEXT_TOKENS = 1_000_000
+MAX_PRICE_PER_MTOK = 10_000.0
+MAX_BATCH_SIZE = 1024
+MAX_INTERVAL_S = 3600.0
 
 
 def cmd_finetune_build(args) -> int:
@@ -188,7 +203,7 @@ def add_finetune_commands(commands) -> None:
     build.add_argument("--memory", action="store_true", help="add the conversations of the step 4 memory database")
     build.add_argument("--db",
                        help="memory database file (default: $ROADMAP_MEMORY_DB, else memory.sqlite in the cache)")
-    build.add_argument("--validation-share", type=float,
+    build.add_argument("--validation-share", type=float_in(0, 1, below=True),
                        help="share of examples in the validation split (default: 0.1)")
     build.add_argument("--out", type=Path, help=f"output folder ({data_help})")
     build.add_argument("--force", action="store_true",
@@ -202,10 +217,13 @@ def add_finetune_commands(commands) -> None:
     validate.add_argument("--target", metavar="SPEC",
                           help="the model to fine-tune, whose tokenizer counts the tokens: local, local:PATH, "
                           "openai:MODEL, fake (default: --model, else $ROADMAP_MODEL, else local)")
-    validate.add_argument("--max-tokens", type=int, help="context limit per example (default: the target's)")
-    validate.add_argument("--price-per-mtok", type=float, help="training price per million tokens, for a cost "
-                          "estimate (default: $ROADMAP_FT_PRICE_PER_MTOK)")
-    validate.add_argument("--epochs", type=int, default=1, help="epochs the cost estimate assumes (default: 1)")
+    validate.add_argument("--max-tokens", type=int_in(1, MAX_CONTEXT_TOKENS),
+                          help="context limit per example (default: the target's)")
+    validate.add_argument("--price-per-mtok", type=float_in(0, MAX_PRICE_PER_MTOK),
+                          help="training price per million tokens, for a cost estimate "
+                          "(default: $ROADMAP_FT_PRICE_PER_MTOK)")
+    validate.add_argument("--epochs", type=int_in(1, MAX_EPOCHS), default=1,
+                          help="epochs the cost estimate assumes (default: 1)")
     validate.set_defaults(handler=cmd_finetune_validate)
 
     train = add_verb(actions, "train", json_help="print the artifact's manifest as JSON",
@@ -214,10 +232,13 @@ def add_finetune_commands(commands) -> None:
     train.add_argument("--name", default=DEFAULT_NAME, help=f"artifact name (default: {DEFAULT_NAME})")
     train.add_argument("--data", type=Path, help=f"{data_help}; built first when missing")
     train.add_argument("--base", help="openai: the model to fine-tune (default: gpt-4o-mini-2024-07-18)")
-    train.add_argument("--epochs", type=int, help="local-embeddings: passes over the pairs (default: 3)")
-    train.add_argument("--batch-size", type=int, help="local-embeddings: pairs per step (default: 16)")
-    train.add_argument("--learning-rate", type=float, help="local-embeddings: AdamW learning rate (default: 5e-5)")
-    train.add_argument("--max-seq-length", type=int,
+    train.add_argument("--epochs", type=int_in(1, MAX_EPOCHS),
+                       help="local-embeddings: passes over the pairs (default: 3)")
+    train.add_argument("--batch-size", type=int_in(2, MAX_BATCH_SIZE),
+                       help="local-embeddings: pairs per step (default: 16)")
+    train.add_argument("--learning-rate", type=float_in(0, 1, above=True, below=True),
+                       help="local-embeddings: AdamW learning rate (default: 5e-5)")
+    train.add_argument("--max-seq-length", type=int_in(16, MAX_SEQ_LENGTH),
                        help="local-embeddings: tokens per text while training (default: 256)")
     train.add_argument("--yes-upload", action="store_true", help="openai: confirm that the data may be uploaded")
     train.add_argument("--force", action="store_true", help="replace an existing artifact of the same name")
@@ -227,7 +248,8 @@ def add_finetune_commands(commands) -> None:
                       help="the state of an artifact; polls a hosted job (--wait until it ends)")
     status.add_argument("name", help="artifact name")
     status.add_argument("--wait", action="store_true", help="poll until the job succeeds, fails or is cancelled")
-    status.add_argument("--interval", type=float, default=30.0, help="seconds between polls (default: 30)")
+    status.add_argument("--interval", type=float_in(0, MAX_INTERVAL_S, above=True), default=30.0,
+                        help="seconds between polls (default: 30)")
     status.set_defaults(handler=cmd_finetune_status)
 
     measure = add_verb(actions, "eval",
@@ -236,7 +258,8 @@ def add_finetune_commands(commands) -> None:
     measure.add_argument("--docs", type=Path, default=DATA_DIR, help="documents folder (default: data/)")
     measure.add_argument("--set", type=Path,
                          help="RAG eval set; its held-out half is used (default: data/eval/rag.jsonl)")
-    measure.add_argument("--k", type=int, default=4, help="chunks retrieved per question (default: 4)")
+    measure.add_argument("--k", type=int_in(1, MAX_K), default=4,
+                         help=f"chunks retrieved per question, 1 to {MAX_K} (default: 4)")
     measure.set_defaults(handler=cmd_finetune_eval)
 
     listing = add_verb(actions, "list", json_help="print the artifacts as JSON",

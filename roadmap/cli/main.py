@@ -19,11 +19,15 @@ from roadmap.cli.doctor import cmd_doctor
 from roadmap.cli.finetune_commands import add_finetune_commands
 from roadmap.cli.serve_command import cmd_serve
 from shared.core.commands import (
+    MAX_ANSWER_TOKENS,
+    MAX_PROMPT_BUDGET,
+    MAX_TOOL_CALLS,
     ArgumentParser,
     add_docs_options,
     add_global_options,
     add_verb,
     entry_point,
+    int_in,
     print_json,
 )
 from shared.core.errors import RoadmapError
@@ -154,7 +158,8 @@ def build_parser() -> ArgumentParser:
     agent_eval.add_argument("--no-plan", dest="plan", action="store_false",
                             help="let the model choose each tool as it goes, without a plan (to measure what it adds)")
     agent_eval.add_argument("--split", choices=["dev", "test"], help="run only this part of the set")
-    agent_eval.add_argument("--max-tokens", type=int, default=120, help="longest answer in tokens (default: 120)")
+    agent_eval.add_argument("--max-tokens", type=int_in(1, MAX_ANSWER_TOKENS), default=120,
+                            help="longest answer in tokens (default: 120)")
     agent_eval.set_defaults(handler=cmd_eval_agent)
 
     db_help = "memory database file (default: $ROADMAP_MEMORY_DB, else memory.sqlite in the cache)"
@@ -164,7 +169,7 @@ def build_parser() -> ArgumentParser:
     chat.add_argument("--message", help="send one message, print the answer and exit")
     chat.add_argument("--rag", action="store_true", help="answer from your documents; follow-ups are rewritten first")
     chat.add_argument("--summarize", action="store_true", help="fold trimmed turns into a running summary")
-    chat.add_argument("--budget", type=int,
+    chat.add_argument("--budget", type=int_in(1, MAX_PROMPT_BUDGET),
                       help="most tokens a prompt may use (default: the model's context minus the answer)")
     chat.add_argument("--db", help=db_help)
     add_docs_options(chat, embeddings=False)
@@ -186,16 +191,22 @@ def build_parser() -> ArgumentParser:
     agent.add_argument("question", help="the question, in quotes")
     agent.add_argument("--thread", help="conversation id, to remember earlier questions (kept in the memory database)")
     agent.add_argument("--db", type=Path, help=db_help)
-    agent.add_argument("--max-tool-calls", type=int, default=3, help="most tool calls for the question (default: 3)")
+    agent.add_argument("--max-tool-calls", type=int_in(1, MAX_TOOL_CALLS), default=3,
+                       help=f"most tool calls for the question, 1 to {MAX_TOOL_CALLS} (default: 3)")
     agent.add_argument("--no-plan", dest="plan", action="store_false",
                        help="let the model choose each tool as it goes, without a plan made before its first call")
-    agent.add_argument("--max-tokens", type=int, default=256, help="longest answer in tokens (default: 256)")
+    agent.add_argument("--max-tokens", type=int_in(1, MAX_ANSWER_TOKENS), default=256,
+                       help="longest answer in tokens (default: 256)")
     agent.set_defaults(handler=cmd_agent)
 
     serve = add_verb(commands, "serve", help="a chat page in your browser: chat, ask the docs, the agent (streamed)")
     serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default: 127.0.0.1, this machine only)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+                       help="address to listen on (default: 127.0.0.1, this machine only; the page has no "
+                       "authentication, so another address lets anyone who can reach it use it)")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="another host name the page may be reached by, besides this machine's own names and "
+                       "addresses (repeatable; other Host headers get 400, against DNS rebinding)")
+    serve.add_argument("--port", type=int_in(0, 65535), default=8000, help="port (default: 8000; 0 picks a free one)")
     serve.add_argument("--db", help=db_help)
     add_docs_options(serve, embeddings=False)
     serve.set_defaults(handler=cmd_serve)

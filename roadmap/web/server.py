@@ -32,10 +32,11 @@ import errno
 import ipaddress
 import json
 import logging
+import re
 import socket
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
@@ -58,8 +59,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.agent.agent_runner import run_agent
 from shared.core.errors import RoadmapError
 from shared.core.questions import MAX_QUESTION_CHARS
-from shared.memory.conversation import Conversation, history_budget
-from shared.memory.store import Memory, open_memory
+from shared.memory.conversation import Conversation, atomic_turn, history_budget
+from shared.memory.store import MAX_THREAD_ID, Memory, check_thread_id, open_memory
 from shared.rag.retrieval import Retriever
 from shared.tools.toolbox import build_tools
 from steps.step04_memory import build_graph
@@ -69,6 +70,8 @@ WEB_DIR = Path(__file__).with_name("static")
 MAX_BODY_BYTES = 64 * 1024
 MAX_PENDING = 32
 MODES = ("chat", "ask", "agent")
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]"]
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?")
 # The page may load its own script, stylesheet and API, and nothing else: no inline script,
 # no other site, no frames. Injected markup could not run even if it reached the page.
 SECURITY_HEADERS = {
@@ -95,7 +98,7 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     message: str = Field(max_length=MAX_QUESTION_CHARS)
-    thread: str | None = Field(default=None, min_length=1, max_length=200)
+    thread: str | None = Field(default=None, min_length=1, max_length=MAX_THREAD_ID)
     mode: Literal["chat", "ask", "agent"] = "chat"
 
     @field_validator("message")
@@ -104,6 +107,14 @@ class ChatRequest(BaseModel):
         if not message.strip():
             raise ValueError("the message is empty; type something")
         return message.strip()
+
+    @field_validator("thread")
+    @classmethod
+    def printable(cls, thread: str | None) -> str | None:
+        try:
+            return thread if thread is None else check_thread_id(thread)
+        except RoadmapError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class Job:
@@ -225,7 +236,7 @@ class Backend:
             RoadmapError: The message does not fit, the documents cannot be opened, ...
         """
         if job.mode == "agent":
-            with self.memory.turn():
+            with atomic_turn(self.memory, job.thread):
                 result = run_agent(self.agent, job.message, thread=job.thread, on_event=job.relay)
                 turns = sum(m.type == "human" for m in self.memory.history(job.thread))
             return {"thread": job.thread, "mode": job.mode, "answer": result["answer"], "question": None,
@@ -285,7 +296,8 @@ async def read_json(request: Request) -> Any:
     """The request's JSON body, refused when it is not JSON or larger than ``MAX_BODY_BYTES``.
 
     Raises:
-        ApiError: 415 for another content type, 413 for a body too large, 400 for bad JSON.
+        ApiError: 415 for another content type, 413 for a body too large, 400 for bad or too
+            deeply nested JSON.
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
@@ -304,6 +316,8 @@ async def read_json(request: Request) -> Any:
         return json.loads(body)
     except ValueError as exc:
         raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ApiError(400, 'the request body is nested too deeply; send {"message": str, ...}') from None
 
 
 def explain(error: ValidationError) -> str:
@@ -320,8 +334,8 @@ def create_app(backend: Backend, allowed_hosts: list[str] | None = None) -> Star
 
     Args:
         backend: The model, memory and documents to answer with.
-        allowed_hosts: Host names the app answers to (``None``: any). On loopback, pass the
-            loopback names, so a web page cannot reach the app by DNS rebinding.
+        allowed_hosts: Host names the app answers to (``None``: any); others get 400. Pass
+            ``trusted_hosts(host)``, so a web page cannot reach the app by DNS rebinding.
 
     Returns:
         The Starlette app; serve it with ``run_server`` (or any ASGI server).
@@ -354,12 +368,20 @@ def create_app(backend: Backend, allowed_hosts: list[str] | None = None) -> Star
             # Reached on a normal end, and when the client disconnects (the stream is cancelled).
             job.left.set()
 
+    async def from_memory(read: Callable[..., Any], *args: Any) -> Any:
+        # A stored thread that is refused (a crafted or damaged blob) is the server's problem,
+        # but its one line says which thread and how to delete it - not a generic 500.
+        try:
+            return await run_in_threadpool(read, *args)
+        except RoadmapError as exc:
+            raise ApiError(500, str(exc)) from None
+
     async def threads(request: Request) -> Response:
-        return JSONResponse({"threads": await run_in_threadpool(backend.threads)})
+        return JSONResponse({"threads": await from_memory(backend.threads)})
 
     async def thread(request: Request) -> Response:
         name = request.path_params["thread"]
-        messages = await run_in_threadpool(backend.history, name)
+        messages = await from_memory(backend.history, name)
         if messages is None:
             raise ApiError(404, f"unknown thread {name!r}; GET /api/threads lists them")
         return JSONResponse({"thread": name, "messages": messages})
@@ -419,25 +441,85 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def trusted_hosts(host: str) -> list[str] | None:
-    """The Host headers to accept when listening on ``host``: this machine's names on loopback.
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` keeps the page on this machine.
 
-    A page on another site cannot then reach the app by pointing a name of its own at
-    127.0.0.1 (DNS rebinding). On any other address every name is accepted (``None``).
+    Example:
+        >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("0.0.0.0")
+        (True, True, False)
+    """
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_header(name: str) -> str:
+    """A host name or address as a ``Host`` header names it: lower case, IPv6 in brackets.
+
+    Raises:
+        RoadmapError: ``name`` is neither a host name nor an IP address.
+
+    Example:
+        >>> host_header("Chat.LAN"), host_header("fe80::1")
+        ('chat.lan', '[fe80::1]')
+    """
+    bare = name.strip().lower().removeprefix("[").removesuffix("]")
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        if _HOST_NAME.fullmatch(bare) and len(bare) <= 253:
+            return bare
+        raise RoadmapError(f"{name[:80]!r} is not a host name or an IP address; give one like --allow-host chat.lan")
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
+def _own_names() -> list[str]:
+    """This machine's host names and the addresses they resolve to (none when they do not resolve)."""
+    names = [socket.gethostname(), socket.getfqdn()]
+    for name in list(names):
+        try:
+            names += [str(info[4][0]).split("%")[0] for info in socket.getaddrinfo(name, None)]
+        except (socket.gaierror, UnicodeError, OSError):
+            continue
+    return names
+
+
+def trusted_hosts(host: str, extra: Iterable[str] = ()) -> list[str]:
+    """The Host headers to accept when listening on ``host``: this machine's names, plus ``extra``.
+
+    On loopback these are the loopback names; on any other address also the address itself and
+    this machine's host names and addresses. A page on another site then cannot reach the app by
+    pointing a name of its own at this machine (DNS rebinding): its requests name that site, and
+    get 400.
+
+    Args:
+        host: The address the server listens on.
+        extra: More names to accept (``--allow-host``), e.g. a name the machine has on a LAN.
+
+    Returns:
+        The accepted names, for ``create_app(..., allowed_hosts=...)``.
+
+    Raises:
+        RoadmapError: A name in ``extra`` is not a host name or an IP address.
 
     Example:
         >>> trusted_hosts("127.0.0.1")
         ['127.0.0.1', 'localhost', '[::1]']
+        >>> trusted_hosts("::1", ["Chat.LAN"])
+        ['127.0.0.1', 'localhost', '[::1]', 'chat.lan']
     """
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        return None
-    names = ["127.0.0.1", "localhost", "[::1]"]
-    named = f"[{host}]" if ":" in host else host
-    return names if named in names else [*names, named]
+    allowed = [host_header(name) for name in extra]  # a bad --allow-host stops here
+    own = [*LOOPBACK_NAMES, host, *([] if is_loopback(host) else _own_names())]
+    accepted: list[str] = []
+    for name in [*own, *allowed]:
+        try:
+            header = host_header(name)
+        except RoadmapError:
+            continue  # a machine name that is no valid host name cannot be asked for either
+        if header not in accepted and header not in ("0.0.0.0", "[::]"):
+            accepted.append(header)
+    return accepted
 
 
 def socket_for(host: str, port: int) -> socket.socket:

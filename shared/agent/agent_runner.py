@@ -110,8 +110,11 @@ def run_agent(
     steps: list[dict[str, Any]] = []
     pending: dict[str, dict[str, Any]] = {}
     answer = ""
+    # With memory the run is saved once, at the end (durability "exit"): a process killed mid-run
+    # leaves the thread as it was; a run that fails is undone by the caller's ``atomic_turn``.
+    saving = {"durability": "exit"} if agent.checkpointer is not None else {}
     for mode, payload in agent.stream(
-        {"messages": [HumanMessage(question)]}, config=config, stream_mode=["messages", "updates"]
+        {"messages": [HumanMessage(question)]}, config=config, stream_mode=["messages", "updates"], **saving
     ):
         if mode == "messages":
             chunk, meta = payload

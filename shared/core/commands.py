@@ -6,6 +6,8 @@
 * ``add_model_options`` / ``add_docs_options`` add the options of the steps;
   ``add_global_options`` / ``add_verb`` the ones every ``roadmap`` command takes, before or
   after its verb.
+* ``int_in`` / ``float_in`` are argparse ``type`` functions: a number out of its range is
+  refused while the arguments are parsed, before any work (``--k 0``, ``--epochs -1``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +56,85 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise RoadmapError(f"{message} (see {self.prog} --help)")
+
+
+# The ranges of the numeric options: wide enough for any real use, narrow enough that a typo
+# (an extra zero, a minus sign) is caught before it costs minutes or gigabytes.
+MAX_K = 50
+MAX_ANSWER_TOKENS = 16_384
+MAX_TOOL_CALLS = 20
+MAX_PROMPT_BUDGET = 1_000_000
+MAX_CONCURRENCY = 16
+MAX_EPOCHS = 100
+MAX_SEQ_LENGTH = 512  # MiniLM reads at most 512 tokens
+
+
+def int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type`` for a whole number from ``low`` to ``high``.
+
+    Args:
+        low: The smallest value accepted.
+        high: The largest value accepted.
+
+    Returns:
+        A function turning the option's text into the number; it raises
+        ``argparse.ArgumentTypeError`` (one line, exit 2) for anything else.
+
+    Example:
+        >>> int_in(1, 50)("4")
+        4
+        >>> int_in(1, 50)("0")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: 0 is out of range; use a whole number from 1 to 50
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number; use one from {low} to {high}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; use a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def float_in(low: float, high: float, above: bool = False, below: bool = False) -> Callable[[str], float]:
+    """An argparse ``type`` for a finite number from ``low`` to ``high``.
+
+    Args:
+        low: The smallest value accepted (with ``above``: the value must be larger).
+        high: The largest value accepted (with ``below``: the value must be smaller).
+        above: Refuse ``low`` itself.
+        below: Refuse ``high`` itself.
+
+    Returns:
+        A function turning the option's text into the number; it raises
+        ``argparse.ArgumentTypeError`` (one line, exit 2) for anything else.
+
+    Example:
+        >>> float_in(0, 3600, above=True)("0.5")
+        0.5
+        >>> float_in(0, 3600, above=True)("0")
+        Traceback (most recent call last):
+        ...
+        argparse.ArgumentTypeError: 0 is out of range; use a number above 0 and at most 3600
+    """
+    wanted = f"a number {'above' if above else 'at least'} {low:g} and {'below' if below else 'at most'} {high:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number; use {wanted}") from None
+        inside = (low < value if above else low <= value) and (value < high if below else value <= high)
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"{text.strip()} is out of range; use {wanted}")
+        return value
+
+    return parse
 
 
 MODEL_HELP = ("chat model spec: local, local-small, local:PATH, openai:MODEL or fake "
@@ -127,14 +209,16 @@ def add_docs_options(parser: argparse.ArgumentParser, embeddings: bool = True) -
 
     parser.add_argument("--docs", type=Path, default=DATA_DIR,
                         help="folder of .md/.txt/.pdf documents (default: data/)")
-    parser.add_argument("--k", type=int, default=4, help="chunks retrieved per question (default: 4)")
+    parser.add_argument("--k", type=int_in(1, MAX_K), default=4,
+                        help=f"chunks retrieved per question, 1 to {MAX_K} (default: 4)")
     parser.add_argument(
         "--mode", choices=RETRIEVAL_MODES, default="hybrid",
         help="retrieval: dense (embeddings), lexical (BM25) or hybrid (both fused; default)",
     )
     if embeddings:
         parser.add_argument("--embeddings", help=EMBEDDINGS_HELP)
-    parser.add_argument("--max-tokens", type=int, default=200, help="longest answer in tokens (default: 200)")
+    parser.add_argument("--max-tokens", type=int_in(1, MAX_ANSWER_TOKENS), default=200,
+                        help="longest answer in tokens (default: 200)")
 
 
 def print_json(payload: Any, out: TextIO | None = None) -> None:

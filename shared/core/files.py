@@ -1,4 +1,9 @@
-"""The project's files: where data/ lives, reading JSONL with errors that name the line, hashing, atomic writes."""
+"""The project's files: where data/ lives, reading JSONL with errors that name the line, hashing, atomic writes.
+
+Every JSON the project reads from a file - a JSONL line, the index manifest, an artifact's
+manifest - goes through ``parse_json``: it is input, so its size and nesting are capped and
+a file built to exhaust the parser gets one clear error instead of a ``RecursionError``.
+"""
 
 from __future__ import annotations
 
@@ -16,20 +21,86 @@ from shared.core.errors import RoadmapError
 # checkout, an editable install and a wheel installed anywhere.
 DATA_DIR = Path(shared.data.__file__).resolve().parent
 
+# Real records nest a few levels (an example's messages, a tool call's arguments) and fit in a
+# few kilobytes; these limits leave room for far more and still stop a hostile file early.
+MAX_JSON_DEPTH = 64
+MAX_JSON_CHARS = 1_000_000  # one JSONL line
+MAX_TEXT_BYTES = 512 << 20  # a whole JSONL file (hosted providers take training files up to 512 MB)
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in a decoded JSON value, counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def parse_json(text: str, max_chars: int = MAX_JSON_CHARS) -> Any:
+    """Parse JSON read from a file, refusing text too long or nested too deeply to be a real record.
+
+    Args:
+        text: The JSON text.
+        max_chars: The longest text accepted.
+
+    Returns:
+        The decoded value.
+
+    Raises:
+        json.JSONDecodeError: Invalid JSON, longer than ``max_chars``, or lists and objects
+            nested more than ``MAX_JSON_DEPTH`` levels deep (its ``msg`` says which).
+
+    Example:
+        >>> parse_json('{"question": "Hi", "tags": ["a"]}')
+        {'question': 'Hi', 'tags': ['a']}
+        >>> parse_json("[" * 100_000 + "]" * 100_000)
+        Traceback (most recent call last):
+        ...
+        json.decoder.JSONDecodeError: nested more than 64 levels deep: line 1 column 1 (char 0)
+    """
+    if len(text) > max_chars:
+        raise json.JSONDecodeError(f"longer than {max_chars:,} characters", "", 0)
+    try:
+        value = json.loads(text)
+        too_deep = _depth(value) > MAX_JSON_DEPTH
+    except RecursionError:
+        too_deep = True
+    if too_deep:
+        raise json.JSONDecodeError(f"nested more than {MAX_JSON_DEPTH} levels deep", "", 0)
+    return value
+
 
 def read_lines(path: Path, missing_hint: str = "give the path of a .jsonl file") -> list[str]:
-    """The lines of a UTF-8 text file.
+    """The lines of a UTF-8 text file, split on ``\\n`` only (a ``\\r`` before it is dropped).
+
+    Note: ``str.splitlines()`` would also split on U+2028 and other separators, which JSON
+    allows unescaped inside a string: a valid JSONL line would be cut in two.
 
     Raises:
         RoadmapError: The file is missing (the message ends with ``missing_hint``), unreadable,
-            or not UTF-8.
+            larger than ``MAX_TEXT_BYTES``, or not UTF-8.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "notes.jsonl"
+        >>> _ = path.write_bytes('{"text": "a\\u2028b"}\\r\\n{}'.encode())
+        >>> read_lines(path)
+        ['{"text": "a\\u2028b"}', '{}']
     """
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        if path.stat().st_size > MAX_TEXT_BYTES:
+            raise RoadmapError(f"{path} is larger than {MAX_TEXT_BYTES >> 20} MiB; split it into smaller files")
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise RoadmapError(f"{path} does not exist; {missing_hint}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RoadmapError(f"cannot read {path}: {exc}; it must be UTF-8 text") from None
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -52,7 +123,7 @@ def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[dict[str, Any
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = parse_json(line)
         except ValueError as exc:
             raise RoadmapError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
         if not isinstance(row, dict):

@@ -6,6 +6,10 @@ it by) and, for a local model, one versioned model folder named after its weight
 spec in the manifest is the hook: ``local:ft/<name>`` for ``--embeddings`` anywhere, or
 ``openai:ft:...`` for ``--model`` once a hosted job has finished.
 
+A manifest is read as input: only the fields of ``Artifact``, each of its type, are accepted,
+its name must be its folder's, and its version must be a name too, so no manifest can point
+``model_folder()`` outside the registry.
+
 Example, after ``roadmap finetune train --trainer local-embeddings``:
     >>> [a.name for a in list_artifacts()]  # doctest: +SKIP
     ['minilm-maru']
@@ -18,18 +22,20 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from shared.core.errors import RoadmapError
-from shared.core.files import write_atomic
+from shared.core.files import parse_json, write_atomic
 from shared.core.settings import cache_dir
 
 ARTIFACT_FORMAT = 1
 DEFAULT_NAME = "minilm-maru"
 MANIFEST = "artifact.json"
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_TEXT_FIELD = 1000
 
 
 @dataclass
@@ -83,19 +89,79 @@ def artifact_dir(name: str) -> Path:
     return artifacts_root() / check_name(name)
 
 
-def _read(path: Path) -> Artifact | None:
+# The type of each field of artifact.json (a manifest with any other key or type is damaged).
+FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "name": str, "trainer": str, "base_model": str, "created": str, "data_sha256": str, "status": str,
+    "spec": (str, type(None)), "version": (str, type(None)), "settings": dict, "metrics": dict, "job": dict,
+    "format": int,
+}
+
+
+def parse_artifact(text: str, folder: str) -> Artifact:
+    """Check and decode the text of an ``artifact.json`` found in the artifact folder ``folder``.
+
+    Args:
+        text: The manifest's JSON.
+        folder: The name of the folder it was read from; the manifest's ``name`` must be the same.
+
+    Returns:
+        The artifact.
+
+    Raises:
+        ValueError: Invalid JSON, a missing, unknown or mistyped field, a text field that is not
+            one printable line, or a name or version that is not a valid name (e.g. a path).
+
+    Example:
+        >>> parse_artifact('{"name": "demo", "trainer": "local-embeddings", "base_model": "minilm", '
+        ...                '"created": "2026-01-01", "data_sha256": "0", "version": "../../outside"}', "demo")
+        Traceback (most recent call last):
+        ...
+        ValueError: its version '../../outside' is not a valid name
+    """
+    data = parse_json(text, max_chars=MAX_MANIFEST_BYTES)
+    if not isinstance(data, dict):
+        raise ValueError("it is not a JSON object")
+    required = {f.name for f in fields(Artifact) if f.default is MISSING and f.default_factory is MISSING}
+    unknown, missing = sorted(set(data) - set(FIELD_TYPES)), sorted(required - set(data))
+    if unknown or missing:
+        raise ValueError(f"unknown field {unknown[0]!r}" if unknown else f"the field {missing[0]!r} is missing")
+    for key, value in data.items():
+        if not isinstance(value, FIELD_TYPES[key]) or isinstance(value, bool):
+            raise ValueError(f"its field {key!r} has the wrong type")
+        if isinstance(value, str) and (len(value) > MAX_TEXT_FIELD or not value.isprintable()):
+            raise ValueError(f"its field {key!r} is not one line of printable text")
+    for key in ("name", "version"):
+        if data.get(key) is not None and not _NAME.fullmatch(data[key]):
+            raise ValueError(f"its {key} {data[key]!r} is not a valid name")
+    if data["name"] != folder:
+        raise ValueError(f"its name {data['name']!r} is not its folder's, {folder!r}")
+    return Artifact(**data)
+
+
+def _read(path: Path) -> Artifact:
+    """The artifact whose manifest is ``path``.
+
+    Raises:
+        ValueError: The file cannot be read, is too large, or is no valid manifest (see ``parse_artifact``).
+    """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return Artifact(**data)
-    except (OSError, ValueError, TypeError):
-        return None
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ValueError(f"it is larger than {MAX_MANIFEST_BYTES >> 20} MiB")
+        return parse_artifact(path.read_text(encoding="utf-8"), path.parent.name)
+    except OSError as exc:
+        raise ValueError(exc.strerror or str(exc)) from None
 
 
 def list_artifacts() -> list[Artifact]:
-    """Every artifact with a readable manifest, sorted by name."""
+    """Every artifact with a valid manifest, sorted by name (damaged ones are left out)."""
     root = artifacts_root()
-    found = [_read(path) for path in sorted(root.glob(f"*/{MANIFEST}"))] if root.is_dir() else []
-    return [artifact for artifact in found if artifact is not None]
+    found = []
+    for path in sorted(root.glob(f"*/{MANIFEST}")) if root.is_dir() else []:
+        try:
+            found.append(_read(path))
+        except ValueError:
+            continue
+    return found
 
 
 def load_artifact(name: str) -> Artifact:
@@ -109,10 +175,12 @@ def load_artifact(name: str) -> Artifact:
         known = ", ".join(a.name for a in list_artifacts()) or "none yet"
         raise RoadmapError(f"there is no fine-tuned artifact {name!r} (known: {known}); train one with: "
                            f"roadmap finetune train --trainer local-embeddings --name {name}")
-    artifact = _read(path)
-    if artifact is None:
-        raise RoadmapError(f"the manifest {path} is damaged; train again with --force, or delete {path.parent}")
-    return artifact
+    try:
+        return _read(path)
+    except ValueError as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise RoadmapError(f"the manifest {path} is damaged ({reason}); train again with --force, "
+                           f"or delete {path.parent}") from None
 
 
 def existing(name: str) -> Artifact | None:
@@ -124,7 +192,10 @@ def existing(name: str) -> Artifact | None:
     folder = artifact_dir(name)
     if not folder.exists() or not any(folder.iterdir()):
         return None
-    return _read(folder / MANIFEST) or Artifact(name, "unknown", "unknown", "unknown", "")
+    try:
+        return _read(folder / MANIFEST)
+    except ValueError:
+        return Artifact(name, "unknown", "unknown", "unknown", "")
 
 
 def refuse_to_overwrite(name: str, force: bool) -> None:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.core.errors import RoadmapError
-from shared.core.files import read_lines
+from shared.core.files import parse_json, read_lines
 from shared.core.settings import FT_PRICE_ENV
 from shared.models.registry import choose
 
@@ -292,9 +292,10 @@ def validate_file(
             continue
         report.examples += 1
         try:
-            example = json.loads(line)
-        except ValueError as exc:
-            report.problems.append(Problem(number, f"not valid JSON ({exc.msg}, column {exc.colno})"))
+            example = parse_json(line)
+        except json.JSONDecodeError as exc:
+            where = f", column {exc.colno}" if exc.doc else ""  # a line too long or too deep has no column
+            report.problems.append(Problem(number, f"not valid JSON ({exc.msg}{where})"))
             continue
         found = example_problems(example)
         report.problems += [Problem(number, message) for message in found]

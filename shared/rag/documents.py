@@ -1,7 +1,9 @@
 """Loading a folder of documents and splitting them into chunks for retrieval.
 
-* ``find_files`` lists the ``.md``, ``.txt`` and ``.pdf`` files under a folder;
-* ``load_file`` turns one file into LangChain ``Document`` pages (PDF page numbers kept);
+* ``find_files`` lists the ``.md``, ``.txt`` and ``.pdf`` files under a folder (a link to a
+  file outside the folder is skipped with a warning: only the folder's own files are indexed);
+* ``load_file`` turns one file into LangChain ``Document`` pages (PDF page numbers kept); a
+  file larger than ``MAX_FILE_BYTES`` is skipped before it is read;
 * ``load_folder`` loads them all, skipping unreadable files with a warning that names them;
 * ``split_documents`` cuts pages into chunks that keep source, page and a stable chunk id.
 
@@ -25,6 +27,9 @@ from langchain_core.documents import Document
 from shared.core.errors import RoadmapError
 
 SUPPORTED_SUFFIXES = (".md", ".txt", ".pdf")
+# Larger than any manual or policy; a bigger text file is most likely a dump or a log, which
+# would take minutes and gigabytes to split. PDFs carry images and fonts, so they may be larger.
+MAX_FILE_BYTES = {".md": 5_000_000, ".txt": 5_000_000, ".pdf": 50_000_000}
 
 Warn = Callable[[str], None]
 
@@ -44,16 +49,18 @@ class SplitSettings:
         return asdict(self)
 
 
-def find_files(folder: Path) -> list[Path]:
+def find_files(folder: Path, warn: Warn | None = None) -> list[Path]:
     """List the supported files under ``folder``, recursively, in sorted order.
 
-    Hidden files and folders (a name starting with ``.``) are left out.
+    Hidden files and folders (a name starting with ``.``) are left out, and so is a link to a
+    file outside ``folder`` (with a warning): it could point anywhere, e.g. at a private file.
 
     Args:
         folder: The documents folder.
+        warn: Called with one line for each link left out (default: ignore).
 
     Returns:
-        Absolute paths of ``.md``, ``.txt`` and ``.pdf`` files.
+        Absolute, resolved paths of ``.md``, ``.txt`` and ``.pdf`` files, all inside ``folder``.
 
     Raises:
         RoadmapError: The folder is missing, is not a folder, or holds no supported file.
@@ -61,16 +68,21 @@ def find_files(folder: Path) -> list[Path]:
     folder = folder.expanduser()
     if not folder.is_dir():
         raise RoadmapError(f"documents folder {folder} does not exist; give an existing folder with --docs DIR")
-    files = sorted(
-        path.resolve()
-        for path in folder.rglob("*")
-        if path.is_file()
-        and path.suffix.lower() in SUPPORTED_SUFFIXES
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    )
+    root = folder.resolve()
+    files = set()
+    for path in sorted(folder.rglob("*")):
+        name = path.relative_to(folder)
+        hidden = any(part.startswith(".") for part in name.parts)
+        if hidden or path.suffix.lower() not in SUPPORTED_SUFFIXES or not path.is_file():
+            continue
+        target = path.resolve()
+        if target.is_relative_to(root):
+            files.add(target)
+        elif warn:
+            warn(skip_message(name.as_posix(), "it links to a file outside the documents folder, which is not indexed"))
     if not files:
         raise RoadmapError(f"{folder} holds no .md, .txt or .pdf files; add some documents or pick another --docs DIR")
-    return files
+    return sorted(files)
 
 
 def relative_source(path: Path, root: Path) -> str:
@@ -111,11 +123,18 @@ def load_file(path: Path, root: Path) -> list[Document]:
         ``None`` for text files). Blank PDF pages are left out.
 
     Raises:
-        UnreadableFile: The file is binary, corrupt, not UTF-8, or holds no text.
+        UnreadableFile: The file is larger than ``MAX_FILE_BYTES`` allows (it is not read), binary,
+            corrupt, not UTF-8, or holds no text.
     """
     source = relative_source(path, root)
+    suffix = path.suffix.lower()
     try:
-        if path.suffix.lower() == ".pdf":
+        limit = MAX_FILE_BYTES.get(suffix, MAX_FILE_BYTES[".txt"])
+        size = path.stat().st_size
+        if size > limit:
+            raise UnreadableFile(f"{size / 1e6:.1f} MB, over the {limit // 1_000_000} MB limit for a {suffix} file; "
+                                 "split it into smaller files")
+        if suffix == ".pdf":
             texts = _read_pdf_pages(path)
             pages = [
                 Document(page_content=text, metadata={"source": source, "page": number})
@@ -146,7 +165,7 @@ def load_folder(folder: Path, warn: Warn | None = None) -> list[Document]:
         RoadmapError: No supported file, or none of them could be read.
     """
     pages: list[Document] = []
-    for path in find_files(folder):
+    for path in find_files(folder, warn):
         try:
             pages.extend(load_file(path, folder))
         except UnreadableFile as exc:

@@ -9,8 +9,9 @@ to another vector store means changing this file alone.
   chunk ids, embeddings spec, splitter settings, format version, hashes of the index files);
 * later runs hash the files and embed only the chunks of added or changed files, and delete
   the chunks of changed and removed files; with nothing changed nothing is embedded;
-* the index files are only unpickled when the manifest vouches for their exact bytes, so a
-  file the project did not write is never loaded; a missing, damaged or mismatching index is
+* nothing saved is unpickled: the vectors are in faiss's own format (``index.faiss``), the
+  chunks' ids, texts and metadata in JSON (``chunks.json``), checked for their types and sizes
+  when read. A missing, damaged or mismatching index - or one in the old pickle format - is
   rebuilt with a warning.
 
 Example, with the instant ``"fake"`` embeddings and a temporary folder for the index:
@@ -37,12 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import faiss
+from langchain_community.docstore.in_memory import InMemoryDocstore
 from langchain_community.vectorstores import FAISS
 from langchain_community.vectorstores.utils import DistanceStrategy
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from shared.core.files import file_sha256, write_atomic
+from shared.core.files import file_sha256, parse_json, write_atomic
 from shared.core.settings import cache_dir
 from shared.rag.documents import (
     SplitSettings,
@@ -56,10 +59,16 @@ from shared.rag.documents import (
     split_documents,
 )
 
-INDEX_FORMAT = 1
-INDEX_FILES = ("index.faiss", "index.pkl")
-MANIFEST = "manifest.json"
+INDEX_FORMAT = 2  # format 1 kept the chunks in a pickle, index.pkl, which is never read now
+VECTORS, CHUNKS, MANIFEST = "index.faiss", "chunks.json", "manifest.json"
+INDEX_FILES = (VECTORS, CHUNKS)
+OLD_PICKLE = "index.pkl"
 EMBED_BATCH = 64
+# Far above what a real documents folder needs, low enough that a planted file cannot exhaust memory.
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_CHUNKS_BYTES = 1 << 30
+_FILE_ENTRY = {"sha256", "chunks", "skipped"}
+_CHUNK_KEYS = {"id", "text", "metadata"}
 
 
 @dataclass
@@ -173,20 +182,72 @@ def _expected(docs: Path, embeddings_spec: str, settings: SplitSettings) -> dict
     }
 
 
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _read_json(path: Path, max_bytes: int) -> Any:
+    """A JSON file of the index, refused (``ValueError``) when too large, invalid or nested too deeply."""
+    if path.stat().st_size > max_bytes:
+        raise ValueError(f"{path.name} is larger than {max_bytes >> 20} MiB")
+    return parse_json(path.read_text(encoding="utf-8"), max_chars=max_bytes)
+
+
+def _is_manifest(manifest: Any) -> bool:
+    """Whether a decoded manifest has the types ``sync_index`` relies on."""
+    if not isinstance(manifest, dict):
+        return False
+    files, hashes = manifest.get("files"), manifest.get("index_sha256")
+    return (
+        isinstance(files, dict)
+        and all(
+            isinstance(entry, dict) and set(entry) == _FILE_ENTRY and isinstance(entry["sha256"], str)
+            and isinstance(entry["chunks"], list) and all(isinstance(chunk, str) for chunk in entry["chunks"])
+            and isinstance(entry["skipped"], str | None)
+            for entry in files.values()
+        )
+        and isinstance(hashes, dict)
+        and all(isinstance(hashes.get(name), str) for name in INDEX_FILES)
+    )
+
+
+def _chunk_documents(rows: Any) -> list[Document] | None:
+    """The saved chunks as ``Document``s; ``None`` unless every row is ``{"id", "text", "metadata"}``
+    with a string id and text, and metadata of strings, numbers and nulls only.
+    """
+    if not isinstance(rows, list):
+        return None
+    documents = []
+    for row in rows:
+        if not (isinstance(row, dict) and set(row) == _CHUNK_KEYS and isinstance(row["id"], str)
+                and isinstance(row["text"], str) and isinstance(row["metadata"], dict)):
+            return None
+        if not all(isinstance(value, str | int | float | None) for value in row["metadata"].values()):
+            return None
+        documents.append(Document(id=row["id"], page_content=row["text"], metadata=row["metadata"]))
+    return documents
+
+
 def _load_trusted(
     location: Path, embeddings: Embeddings, expected: dict[str, Any]
 ) -> tuple[FAISS | None, dict, str | None]:
-    """Load the saved index only if our manifest vouches for it; else say why not."""
+    """Load the saved index if it is whole and matches its manifest; else say why not.
+
+    Nothing is unpickled: the vectors are read by faiss, everything else is JSON whose types
+    are checked, so a planted file can at worst make the index be rebuilt.
+    """
+    if (location / OLD_PICKLE).exists():
+        return None, {}, f"it holds {OLD_PICKLE}, the old pickle format, which is never loaded"
     manifest_path = location / MANIFEST
     if not manifest_path.exists():
         leftovers = any((location / name).exists() for name in INDEX_FILES)
         return None, {}, "it has no manifest" if leftovers else None
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        files = manifest["files"]
-        hashes = manifest["index_sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None, {}, "its manifest is damaged"
+        manifest = _read_json(manifest_path, MAX_MANIFEST_BYTES)
+    except (OSError, ValueError) as exc:
+        return None, {}, f"its manifest is damaged ({_first_line(exc)})"
+    if not _is_manifest(manifest):
+        return None, {}, "its manifest is damaged (a field of the wrong type)"
     for key, value in expected.items():
         if manifest.get(key) != value:
             return None, {}, f"it was built with a different {key}"
@@ -194,19 +255,26 @@ def _load_trusted(
         path = location / name
         if not path.exists():
             return None, {}, f"{name} is missing"
-        if file_sha256(path) != hashes.get(name):
+        if file_sha256(path) != manifest["index_sha256"][name]:
             return None, {}, f"{name} does not match its manifest"
-    # Only now, with every byte accounted for, is unpickling safe: we wrote these files.
     try:
-        store = FAISS.load_local(
-            str(location), embeddings, allow_dangerous_deserialization=True,
-            distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
-        )
-    except Exception as exc:  # noqa: BLE001 - any failure to load means: rebuild
-        return None, {}, f"it could not be loaded ({type(exc).__name__})"
-    expected_chunks = sum(len(entry["chunks"]) for entry in files.values())
-    if store.index.ntotal != expected_chunks:
-        return None, {}, "its chunk count does not match its manifest"
+        index = faiss.read_index(str(location / VECTORS))
+        documents = _chunk_documents(_read_json(location / CHUNKS, MAX_CHUNKS_BYTES))
+    except (OSError, ValueError, RuntimeError, MemoryError) as exc:
+        return None, {}, f"it could not be loaded ({_first_line(exc)})"
+    if documents is None:
+        return None, {}, f"{CHUNKS} holds something other than chunks (text, id and plain metadata)"
+    if not isinstance(index, faiss.IndexFlatIP):
+        return None, {}, f"{VECTORS} holds another kind of index than the project writes"
+    files = manifest["files"]
+    # Every chunk the manifest lists, each once, and nothing else: deleting stale chunks relies on it.
+    listed = sorted(chunk for entry in files.values() for chunk in entry["chunks"])
+    if index.ntotal != len(documents) or sorted(doc.id for doc in documents) != listed:
+        return None, {}, "its chunks do not match its manifest"
+    store = FAISS(
+        embeddings, index, InMemoryDocstore({doc.id: doc for doc in documents}),
+        dict(enumerate(doc.id for doc in documents)), distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT,
+    )
     return store, files, None
 
 
@@ -214,7 +282,13 @@ def _save(store: FAISS, location: Path, header: dict[str, Any], files: dict[str,
     location.mkdir(parents=True, exist_ok=True)
     # The old manifest goes first: if we stop half-way, the next run sees no manifest and rebuilds.
     (location / MANIFEST).unlink(missing_ok=True)
-    store.save_local(str(location))
+    (location / OLD_PICKLE).unlink(missing_ok=True)
+    faiss.write_index(store.index, str(location / VECTORS))
+    # In index order: the chunk at position i is the one whose vector is the i-th in index.faiss.
+    ids = [store.index_to_docstore_id[position] for position in range(store.index.ntotal)]
+    chunks = [{"id": chunk_id, "text": doc.page_content, "metadata": doc.metadata}
+              for chunk_id, doc in zip(ids, map(store.docstore.search, ids))]
+    write_atomic(location / CHUNKS, json.dumps(chunks, ensure_ascii=False))
     manifest = {**header, "files": files, "index_sha256": {name: file_sha256(location / name) for name in INDEX_FILES}}
     write_atomic(location / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
 
@@ -249,7 +323,7 @@ def sync_index(
     docs = docs.expanduser().resolve()
     location = location or index_location(docs, embeddings_spec)
     header = _expected(docs, embeddings_spec, settings)
-    paths = {relative_source(path, docs): path for path in find_files(docs)}
+    paths = {relative_source(path, docs): path for path in find_files(docs, warn)}
     store, old_files, problem = _load_trusted(location, embeddings, header)
     report = SyncReport(rebuilt=problem)
     if problem:

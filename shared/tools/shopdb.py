@@ -4,11 +4,19 @@ Why ship both files: the ``.sql`` text is what a reviewer reads and diffs, the `
 what the tool opens - read-only, so it is never rebuilt or touched at run time. A test rebuilds
 the database from the SQL and checks that both hold the same schema and rows.
 
-A query from a model is untrusted text, so ``run_query`` guards it five ways: the file is opened
+A query from a model is untrusted text, so ``run_query`` guards it six ways: the file is opened
 read-only (``mode=ro``) with ``PRAGMA query_only``; an authorizer allows only reading (no
-writes, ``ATTACH``, ``PRAGMA`` or schema changes, even inside a ``WITH``); only one ``SELECT``
-or ``WITH`` statement is accepted; at most ``max_rows`` rows come back; and a progress handler
-stops any query that runs longer than ``timeout_s``.
+writes, ``ATTACH``, ``PRAGMA`` or schema changes, even inside a ``WITH``) and only the SQL
+functions in ``ALLOWED_FUNCTIONS`` (aggregates, string, date and math functions: no
+``zeroblob``, ``randomblob``, ``load_extension`` or ``fts3_tokenizer``); only one ``SELECT``
+or ``WITH`` statement is accepted; strings, columns and the result are capped
+(``MAX_STRING_BYTES``, ``MAX_COLUMNS``, ``MAX_RESULT_CHARS``) and at most ``max_rows`` rows
+come back; and a progress handler stops any query that runs longer than ``timeout_s``.
+
+Note: the progress handler runs between SQLite's steps, never inside one function call. What
+one call does is bounded instead: strings by the length limit, ``printf``/``format`` by
+refusing widths and precisions over ``MAX_FORMAT_WIDTH`` (``printf('%.*c', 2000000000, 'x')``
+would otherwise loop for many seconds).
 
 Example:
     >>> run_query("SELECT model, stock FROM products WHERE name LIKE '%kettle%'").rows
@@ -32,8 +40,29 @@ MAX_ROWS = 50
 TIMEOUT_S = 2.0
 MAX_QUERY_LENGTH = 2000
 MAX_VALUE_LENGTH = 200
-_ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+MAX_STRING_BYTES = 10_000  # longest string or blob a query may build (SQLITE_LIMIT_LENGTH)
+MAX_COLUMNS = 50
+MAX_RESULT_CHARS = 100_000  # text in all the returned cells together
+MAX_FORMAT_WIDTH = 100  # widest width or precision in printf/format
+ALLOWED_FUNCTIONS = frozenset({
+    # aggregates and window functions
+    "avg", "count", "group_concat", "max", "min", "sum", "total", "row_number", "rank", "dense_rank",
+    "percent_rank", "cume_dist", "ntile", "lag", "lead", "first_value", "last_value", "nth_value",
+    # values and strings (LIKE and GLOB call like() and glob())
+    "abs", "coalesce", "ifnull", "iif", "nullif", "typeof", "round", "length", "lower", "upper", "trim", "ltrim",
+    "rtrim", "substr", "substring", "replace", "instr", "like", "glob", "char", "unicode", "printf", "format",
+    # dates
+    "date", "time", "datetime", "julianday", "strftime", "unixepoch", "current_date", "current_time",
+    "current_timestamp",
+    # math
+    "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "ceil", "ceiling", "cos", "cosh", "degrees", "exp",
+    "floor", "ln", "log", "log10", "log2", "mod", "pi", "pow", "power", "radians", "sign", "sin", "sinh", "sqrt",
+    "tan", "tanh", "trunc",
+})
+_ALLOWED_ACTIONS = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_RECURSIVE}
 _FIRST_WORD = re.compile(r"\s*([A-Za-z]+)")
+# What SQLite's printf reads between a '%' and the conversion letter: flags, width, precision, 'l'.
+_FORMAT_SPEC = re.compile(r"%([-+ #!0,0-9.*l]*)")
 
 
 class QueryError(ValueError):
@@ -114,8 +143,39 @@ def _open_read_only(db: Path) -> sqlite3.Connection:
     return connection
 
 
-def _authorize(action: int, *args: Any) -> int:
-    return sqlite3.SQLITE_OK if action in _ALLOWED_ACTIONS else sqlite3.SQLITE_DENY
+class _Guard:
+    """The authorizer and the bounded ``printf`` of one query, and what they refused."""
+
+    def __init__(self) -> None:
+        self.refused: str | None = None
+        self._formatter = sqlite3.connect(":memory:")
+
+    def authorize(self, action: int, first: str | None, second: str | None, *context: Any) -> int:
+        if action in _ALLOWED_ACTIONS:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_FUNCTION:
+            # For a function call SQLite passes its name second.
+            if (second or "").lower() in ALLOWED_FUNCTIONS:
+                return sqlite3.SQLITE_OK
+            self.refused = self.refused or (f"the SQL function {second}() is not available; use aggregates "
+                                            "(count, sum, avg, min, max), string, date and math functions")
+        return sqlite3.SQLITE_DENY
+
+    def printf(self, *args: Any) -> Any:
+        """SQLite's own ``printf``, refused when a width or precision is over ``MAX_FORMAT_WIDTH``."""
+        if args and isinstance(args[0], (str, bytes)):
+            text = args[0] if isinstance(args[0], str) else args[0].decode("utf-8", "replace")
+            for spec in _FORMAT_SPEC.findall(text):
+                # Checking every '%' (even the second of "%%") can only refuse more, never less.
+                if "*" in spec or any(int(n) > MAX_FORMAT_WIDTH for n in re.findall(r"\d+", spec)):
+                    self.refused = (f"printf/format widths and precisions must be written as numbers up to "
+                                    f"{MAX_FORMAT_WIDTH}, e.g. printf('%.2f', x)")
+                    raise ValueError(self.refused)
+        placeholders = ", ".join("?" * len(args))
+        return self._formatter.execute(f"SELECT printf({placeholders})", args).fetchone()[0]
+
+    def close(self) -> None:
+        self._formatter.close()
 
 
 def check_query(query: str) -> str:
@@ -166,25 +226,50 @@ def run_query(query: str, db: Path = SHOP_DB, max_rows: int = MAX_ROWS, timeout_
     """
     text = check_query(query)
     connection = _open_read_only(db)
+    guard = _Guard()
     deadline = time.monotonic() + timeout_s
-    connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000)
-    connection.set_authorizer(_authorize)
+    connection.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_STRING_BYTES)
+    connection.setlimit(sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_QUERY_LENGTH)
+    connection.setlimit(sqlite3.SQLITE_LIMIT_COLUMN, MAX_COLUMNS)
+    for name in ("printf", "format"):
+        connection.create_function(name, -1, guard.printf, deterministic=True)
+    connection.set_authorizer(guard.authorize)
     connection.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
     try:
         cursor = connection.execute(text)
-        rows = cursor.fetchmany(max_rows + 1)
+        rows = _fetch(cursor, max_rows + 1)
         columns = [d[0] for d in cursor.description or ()]
     except sqlite3.DatabaseError as exc:
-        raise QueryError(_explain(exc, timeout_s)) from None
+        raise QueryError(guard.refused or _explain(exc, timeout_s)) from None
     except (sqlite3.Warning, sqlite3.ProgrammingError, OverflowError, MemoryError) as exc:
         raise QueryError(f"the query failed: {exc}") from None
     finally:
         connection.close()
+        guard.close()
     return QueryResult(columns, rows[:max_rows], len(rows) > max_rows)
+
+
+def _fetch(cursor: sqlite3.Cursor, count: int) -> list[tuple[Any, ...]]:
+    """Up to ``count`` rows, refused once their cells hold more than ``MAX_RESULT_CHARS``."""
+    rows: list[tuple[Any, ...]] = []
+    size = 0
+    for row in iter(cursor.fetchone, None):
+        size += sum(len(value) if isinstance(value, (str, bytes)) else 8 for value in row)
+        if size > MAX_RESULT_CHARS:
+            raise QueryError(f"the result is larger than {MAX_RESULT_CHARS:,} characters; "
+                             "select fewer columns, shorter values or fewer rows")
+        rows.append(row)
+        if len(rows) == count:
+            break
+    return rows
 
 
 def _explain(exc: sqlite3.DatabaseError, timeout_s: float) -> str:
     message = str(exc)
+    if "too big" in message:
+        return f"the query builds a value longer than {MAX_STRING_BYTES:,} bytes; select shorter values"
+    if "too many columns" in message:
+        return f"the query selects more than {MAX_COLUMNS} columns; name the columns you need"
     if "interrupted" in message:
         return f"the query ran longer than {timeout_s:g} s and was stopped; simplify it or add a LIMIT"
     if "not authorized" in message or "readonly" in message or "read-only" in message:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from langchain_core.messages import AIMessage
 
 from roadmap.cli.main import STEPS, build_parser, main, parse_args
 from roadmap.web.server import socket_for
@@ -192,3 +193,64 @@ def test_serve_prints_its_address_answers_and_stops_on_ctrl_c(tmp_path):
         out, err = server.communicate(timeout=60)
     assert server.returncode == 0, err[-2000:]
     assert out.strip().endswith("stopped") and "Traceback" not in err
+
+
+def test_a_message_over_the_budget_leaves_no_trace(scripted, capsys, tmp_path):
+    # With --budget 60, a long message then one good turn used to move `turns` from 1 to 3.
+    scripted(["Hello.", "Fine."])
+    chat = ["--model", "fake", "chat", "--db", str(tmp_path / "memory.sqlite"), "--budget", "60", "--message"]
+    assert main([*chat, "hi"]) == 0
+    capsys.readouterr()
+    assert main([*chat, " ".join(["word"] * 200)]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit in the model's 60-token budget" in err and err.count("\n") == 1
+    assert main([*chat, "again", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["turns"] == 2
+
+
+def test_a_failed_agent_turn_leaves_no_trace(scripted, capsys, tmp_path):
+    def server_down(messages):
+        raise RoadmapError("cannot reach the model server http://127.0.0.1:9; start it")
+
+    call = AIMessage("", tool_calls=[{"name": "calculator", "args": {"expression": "2 + 2"}, "id": "c1"}])
+    scripted(["Hello.", call, server_down])
+    agent = ["--model", "fake", "agent", "--thread", "t", "--db", str(tmp_path / "memory.sqlite")]
+    threads = ["threads", "--db", str(tmp_path / "memory.sqlite"), "--json"]
+    assert main([*agent, "hi"]) == 0 and main(threads) == 0
+    before = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert [(t["turns"], t["messages"]) for t in before] == [(1, 2)]
+    assert main([*agent, "What is 2 + 2?"]) == 2
+    assert capsys.readouterr().err == "error: cannot reach the model server http://127.0.0.1:9; start it\n"
+    assert main(threads) == 0
+    assert json.loads(capsys.readouterr().out) == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ask", "q", "--k", "0"],  # failed only after embedding the corpus
+        ["ask", "q", "--k", "100000000"],  # took 23 s and 3.6 GB
+        ["ask", "q", "--max-tokens", "-1"],
+        ["eval", "rag", "--k", "-2"],
+        ["chat", "--message", "hi", "--budget", "0"],
+        ["agent", "q", "--max-tool-calls", "0"],
+        ["agent", "q", "--max-tool-calls", "1e9"],
+        ["serve", "--port", "70000"],
+        ["finetune", "validate", "--epochs", "-1"],  # gave a negative cost
+        ["finetune", "train", "--epochs", "0"],
+        ["finetune", "train", "--learning-rate", "nan"],
+        ["finetune", "build", "--validation-share", "1"],
+        ["finetune", "status", "x", "--wait", "--interval", "0"],
+        ["finetune", "eval", "--k", "0"],
+        ["run", "2", "--concurrency", "0"],  # a ValueError traceback from the thread pool
+        ["run", "6", "--max-tool-calls", "-1"],
+        ["run", "7", "--epochs", "-1"],
+    ],
+)
+def test_numbers_are_checked_before_any_work(argv, scripted, capsys, monkeypatch):
+    model = scripted()
+    monkeypatch.setattr("shared.rag.knowledge_base.open_retriever", lambda *a, **k: pytest.fail("indexed the docs"))
+    assert main(["--model", "fake", "--embeddings", "fake", *argv]) == 2
+    err = capsys.readouterr().err
+    assert re.match(r"error: argument --[a-z-]+: .* (is out of range|is not a whole number|is not a number); use ", err)
+    assert err.count("\n") == 1 and model.received == []

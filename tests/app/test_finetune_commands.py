@@ -80,7 +80,7 @@ def test_train_bad_inputs_exit_2_with_one_line(capsys, monkeypatch, tmp_path):
     cases = [
         (["--trainer", "gpu"], "unknown trainer 'gpu'; the trainers are: local-embeddings, openai"),
         (["--trainer", "openai"], "needs the OPENAI_API_KEY"),
-        (["--trainer", "local-embeddings", "--epochs", "0"], "bad training settings"),
+        (["--trainer", "local-embeddings", "--epochs", "0"], "argument --epochs: 0 is out of range"),
         (["--name", "Bad Name"], "bad artifact name"),
         (["--data", str(tmp_path / "none")], "build the dataset first"),
     ]

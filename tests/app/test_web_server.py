@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import sqlite3
 import threading
 import time
 
 import httpx
+import ormsgpack
 import pytest
 from langchain_core.messages import AIMessage
 from starlette.testclient import TestClient
 
+from roadmap.cli.main import main
 from roadmap.web import server as webapp
 from roadmap.web.server import (
     MAX_BODY_BYTES,
@@ -181,6 +185,8 @@ def test_one_thread_carries_chat_agent_and_ask_turns(client_for):
         ({"message": "hi", "mode": "shout"}, None, 422, "mode: Input should be 'chat', 'ask' or 'agent'"),
         ({"message": "hi", "temperature": 2}, None, 422, "temperature: Extra inputs are not permitted"),
         (["hi"], None, 422, "Input should be a valid dictionary"),
+        ({"message": "hi", "thread": "a\x1b[2Jb"}, None, 422, "thread: bad thread id 'a\\x1b[2Jb'"),
+        ({"message": "hi", "thread": " "}, None, 422, "thread: bad thread id ' '"),
         ({"message": "hi", "thread": "nobody"}, None, 404, "unknown thread 'nobody'"),
         ("{not json", {"content-type": "application/json"}, 400, "not valid JSON"),
         ("message=hi", {"content-type": "application/x-www-form-urlencoded"}, 415, "Content-Type: application/json"),
@@ -237,13 +243,83 @@ def test_errors_while_answering_arrive_as_an_error_event_without_a_traceback(cli
     assert chat(client, "three")[-1][1]["answer"] == "still here"
 
 
+def test_a_failed_turn_is_not_stored_in_any_mode(client_for):
+    def server_down(messages):
+        raise RoadmapError("cannot reach the model server http://127.0.0.1:9; start it")
+
+    model = ScriptedChatModel(responses=["Hi Mina.", tool_call("calculator", expression="2 + 2"), server_down,
+                                         server_down, "Four."])
+    client = client_for(model)
+    thread = chat(client, "Hi, I am Mina.")[0][1]["thread"]
+    before = client.get(f"/api/threads/{thread}").json()
+    # The agent's model fails after its tool call: the question, the call and its result are not kept.
+    assert chat(client, "What is 2 + 2?", thread=thread, mode="agent")[-1] == (
+        "error", {"error": "cannot reach the model server http://127.0.0.1:9; start it"})
+    assert client.get(f"/api/threads/{thread}").json() == before
+    assert chat(client, "Still there?", thread=thread)[-1][0] == "error"
+    assert client.get(f"/api/threads/{thread}").json() == before
+    assert chat(client, "Anyone?", thread=thread)[-1][1]["turns"] == 2
+    assert [(t["thread"], t["turns"]) for t in client.get("/api/threads").json()["threads"]] == [(thread, 2)]
+
+
 def test_only_this_machines_names_are_accepted_on_loopback(client_for):
     assert trusted_hosts("127.0.0.1") == ["127.0.0.1", "localhost", "[::1]"]
     assert trusted_hosts("::1") == ["127.0.0.1", "localhost", "[::1]"]
-    assert trusted_hosts("0.0.0.0") is None
     client = client_for(ScriptedChatModel(), allowed_hosts=trusted_hosts("127.0.0.1"))
     assert client.get("/", headers={"host": "127.0.0.1:8000"}).status_code == 200
     assert client.get("/", headers={"host": "attacker.example"}).status_code == 400
+
+
+def test_on_another_address_the_host_check_stays_with_this_machines_names(client_for):
+    # Listening on every address used to turn the check off: DNS rebinding then reached the app.
+    hosts = trusted_hosts("0.0.0.0", ["Chat.LAN", "192.168.1.20", "chat.lan"])
+    assert hosts[:3] == ["127.0.0.1", "localhost", "[::1]"] and socket.gethostname().lower() in hosts
+    assert hosts[-2:] == ["chat.lan", "192.168.1.20"] and "0.0.0.0" not in hosts
+    client = client_for(ScriptedChatModel(), allowed_hosts=hosts)
+    for name in ("evil.example", "evil.example:8000", "chat.lan.evil.example", "0.0.0.0"):
+        assert client.get("/", headers={"host": name}).status_code == 400, name
+    for name in ("chat.lan:8000", "192.168.1.20", f"{socket.gethostname()}:8000", "localhost:8000"):
+        assert client.get("/", headers={"host": name}).status_code == 200, name
+
+
+@pytest.mark.parametrize("name", ["*", "*.example.com", "evil example", "", "a/b"])
+def test_an_allowed_host_must_be_a_name_or_an_address(name):
+    with pytest.raises(RoadmapError, match="is not a host name or an IP address"):
+        trusted_hosts("0.0.0.0", [name])
+
+
+def test_serve_on_another_address_warns_and_keeps_the_host_check(monkeypatch, capsys, tmp_path):
+    # The socket is bound on loopback all the same: tests serve nothing beyond this machine.
+    served = {}
+    monkeypatch.setattr(webapp, "socket_for", lambda host, port: socket_for("127.0.0.1", 0))
+    monkeypatch.setattr(webapp, "run_server", lambda app, sock: served.update(app=app))
+    argv = ["--model", "fake", "serve", "--host", "0.0.0.0", "--allow-host", "chat.lan", "--embeddings", "fake",
+            "--db", str(tmp_path / "memory.sqlite")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: the page has no authentication") and err.count("\n") == 1
+    assert "--allow-host NAME" in err and "chat.lan" in err
+    client = TestClient(served["app"])
+    assert client.get("/", headers={"host": "evil.example"}).status_code == 400
+    assert client.get("/", headers={"host": "chat.lan:8000"}).status_code == 200
+
+
+def test_serve_on_loopback_does_not_warn(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(webapp, "run_server", lambda app, sock: None)
+    assert main(["--model", "fake", "serve", "--port", "0", "--db", str(tmp_path / "memory.sqlite")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_deeply_nested_body_is_a_bad_request(client_for):
+    model = ScriptedChatModel()
+    client = client_for(model)
+    deep = "[" * 30_000 + "]" * 30_000  # under the size limit; too deep for the JSON parser
+    response = client.post("/api/chat", content=deep, headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "nested too deeply" in response.json()["error"]
+    nested = {"message": json.loads("[" * 500 + "]" * 500)}
+    response = client.post("/api/chat", json=nested)
+    assert response.status_code == 422 and "message: Input should be a valid string" in response.json()["error"]
+    assert model.received == []
 
 
 def test_concurrent_requests_queue_for_the_one_model(live_server):
@@ -334,3 +410,19 @@ def test_a_busy_port_or_a_bad_host_is_a_clear_error():
         socket_for("127.0.0.1", 70000)
     with pytest.raises(RoadmapError, match="cannot resolve host 'no such host'"):
         socket_for("no such host", 8000)
+
+
+def test_a_crafted_stored_thread_is_named_in_the_error_and_nothing_runs(client_for, tmp_path):
+    client = client_for(ScriptedChatModel(responses=["Hello."]))
+    start = next(data for event, data in chat(client, "Hi") if event == "start")
+    marker = tmp_path / "ran"
+    conn = sqlite3.connect(tmp_path / "web.sqlite")
+    blob = ormsgpack.packb(ormsgpack.Ext(0, ormsgpack.packb(["os", "system", f"touch {marker}"])))
+    conn.execute("UPDATE checkpoints SET checkpoint = ?", (blob,))
+    conn.commit()
+    conn.close()
+    for path in ("/api/threads", f"/api/threads/{start['thread']}"):
+        response = client.get(path)
+        assert response.status_code == 500
+        assert f"roadmap threads delete {start['thread']}" in response.json()["error"]
+    assert not marker.exists()

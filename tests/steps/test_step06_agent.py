@@ -298,7 +298,7 @@ def test_roadmap_agent_thread_is_kept_in_the_memory_database(scripted, capsys, t
 @pytest.mark.parametrize("argv, message", [
     (["agent", "   "], "error: the question is empty"),
     (["agent", "x" * 5000], "error: the question is 5,000 characters, over the limit of 4,000"),
-    (["agent", "hi", "--max-tool-calls", "0"], "error: the tool-call limit must be at least 1"),
+    (["agent", "hi", "--max-tool-calls", "0"], "error: argument --max-tool-calls: 0 is out of range"),
     (["--model", "nosuch", "agent", "hi"], "error: unknown model"),
 ])
 def test_roadmap_agent_bad_input_is_one_line_exit_2(argv, message, capsys):

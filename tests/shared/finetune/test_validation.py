@@ -136,3 +136,19 @@ def test_fake_target_counts_with_the_fake_model_and_unknown_targets_fail():
     assert counter.exact and counter.count([{"role": "user", "content": "one two three"}]) > 0
     with pytest.raises(RoadmapError, match="unknown model spec 'gpt4'"):
         token_counter("gpt4")
+
+
+def test_a_deeply_nested_line_is_a_problem_of_its_line(tmp_path):
+    deep = '{"messages": [{"role": "user", "content": "hi", "tool_calls": ' + "[" * 50_000 + "]" * 50_000 + "}]}"
+    report = validate_file(write(tmp_path, [*good_lines(), deep]), WORDS)
+    expected = f"line {MIN_EXAMPLES + 1}: not valid JSON (nested more than 64 levels deep)"
+    assert [str(p) for p in report.problems] == [expected]
+
+
+def test_a_line_separator_inside_a_string_keeps_the_line_whole(tmp_path):
+    lines = good_lines()
+    lines[0] = example("Where is my parcel?\u2028Order 7.", "It left Busan today.\u2029")
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    report = validate_file(path, WORDS)
+    assert report.ok and report.examples == MIN_EXAMPLES

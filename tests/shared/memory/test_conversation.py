@@ -12,6 +12,7 @@ from shared.core.errors import RoadmapError
 from shared.memory.conversation import (
     ChatState,
     Conversation,
+    atomic_turn,
     clean_question,
     history_budget,
     run_repl,
@@ -70,6 +71,65 @@ def test_conversation_streams_the_answer_and_counts_turns(tmp_path):
         assert result["turns"] == 1 and result["question"] is None and result["sources"] == []
         with pytest.raises(RoadmapError, match="the message is empty"):
             chat.send("t", "   ")
+
+
+def stored(memory, thread):
+    """Every row the checkpointer keeps for a thread: checkpoints and pending writes."""
+    query = "SELECT * FROM {} WHERE thread_id = ? ORDER BY checkpoint_id"
+    return [memory.saver.conn.execute(query.format(table), (thread,)).fetchall() for table in ("checkpoints", "writes")]
+
+
+def budget_graph(model, checkpointer, budget):
+    """A chat graph that trims to ``budget`` tokens before the model answers, as step 4's does."""
+    builder = StateGraph(ChatState)
+    builder.add_node("respond", lambda state: {
+        "messages": [model.invoke(trim_history(state["messages"], model, budget, SystemMessage("Be brief.")))]})
+    builder.add_edge(START, "respond")
+    builder.add_edge("respond", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+def test_a_failed_turn_leaves_the_thread_exactly_as_it_was(tmp_path):
+    def server_down(messages):
+        raise RoadmapError("cannot reach the model server http://127.0.0.1:9; start it")
+
+    model = ScriptedChatModel(responses=["Hello, Mina.", server_down, "Your name is Mina."])
+    with open_memory(tmp_path / "m.sqlite") as memory:
+        chat = Conversation(budget_graph(model, memory.saver, budget=60), memory)
+        assert chat.send("t", "I am Mina")["turns"] == 1
+        before = stored(memory, "t")
+        # Refused as over the budget, before the model is called: once stored as a question
+        # without an answer.
+        with pytest.raises(RoadmapError, match="does not fit in the model's 60-token budget"):
+            chat.send("t", " ".join(["word"] * 200))
+        assert stored(memory, "t") == before
+        with pytest.raises(RoadmapError, match="cannot reach the model server"):
+            chat.send("t", "What is my name?")
+        assert stored(memory, "t") == before
+        assert chat.send("t", "What is my name?")["turns"] == 2
+        assert [m.text for m in memory.history("t")] == ["I am Mina", "Hello, Mina.", "What is my name?",
+                                                         "Your name is Mina."]
+        # A thread whose first turn fails is not created at all.
+        with pytest.raises(RoadmapError):
+            chat.send("new", " ".join(["word"] * 200))
+        assert not memory.exists("new") and stored(memory, "new") == [[], []]
+
+
+def test_atomic_turn_undoes_only_its_own_thread_and_turn(tmp_path):
+    model = ScriptedChatModel(responses=["one", "two", "three"])
+    with open_memory(tmp_path / "m.sqlite") as memory:
+        graph = echo_graph(model, memory.saver)
+        config = {"configurable": {"thread_id": "t"}}
+        with atomic_turn(memory, "t"):
+            graph.invoke({"messages": [HumanMessage("first")]}, config)
+        with atomic_turn(memory, "other"):
+            graph.invoke({"messages": [HumanMessage("elsewhere")]}, {"configurable": {"thread_id": "other"}})
+        before, other = stored(memory, "t"), stored(memory, "other")
+        with pytest.raises(KeyboardInterrupt), atomic_turn(memory, "t"):
+            graph.invoke({"messages": [HumanMessage("second")]}, config)
+            raise KeyboardInterrupt  # Ctrl-C after the turn was saved: it is undone all the same
+        assert stored(memory, "t") == before and stored(memory, "other") == other
+        assert [m.text for m in memory.history("t")] == ["first", "one"]
 
 
 def test_repl_commands(tmp_path):

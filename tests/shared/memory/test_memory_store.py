@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 
+import ormsgpack
 import pytest
 from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 from shared.core.errors import RoadmapError
-from shared.memory.store import memory_path, open_memory
+from shared.memory.store import check_thread_id, memory_path, open_memory
 
 
 def echo_graph(saver):
@@ -120,3 +122,107 @@ def test_a_turn_in_flight_elsewhere_blocks_until_the_timeout(tmp_path):
                 say(second, "t", "hello")
         say(second, "t", "hello")
         assert second.integrity() == "ok"
+
+
+def crafted_object(code, module, name, argument):
+    """A msgpack object as LangGraph writes one: extension ``code`` holding (module, name, argument)."""
+    return ormsgpack.Ext(code, ormsgpack.packb([module, name, argument]))
+
+
+def rewrite_first_message(db, thread_id, replacement):
+    """Put ``replacement`` in place of the first message of every stored checkpoint of a thread."""
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT rowid, checkpoint FROM checkpoints WHERE thread_id = ?", (thread_id,)).fetchall()
+    for rowid, blob in rows:
+        checkpoint = ormsgpack.unpackb(blob, ext_hook=ormsgpack.Ext)
+        if checkpoint["channel_values"].get("messages"):
+            checkpoint["channel_values"]["messages"][0] = replacement
+        conn.execute("UPDATE checkpoints SET checkpoint = ? WHERE rowid = ?", (ormsgpack.packb(checkpoint), rowid))
+    conn.commit()
+    conn.close()
+
+
+# Objects that would create the marker file if they were built: a shell command, a file opened
+# for writing, and a pydantic-style object of a class that is not a message.
+CRAFTED = {
+    "os.system": lambda marker: crafted_object(0, "os", "system", f"touch {marker}"),
+    "builtins.open": lambda marker: crafted_object(1, "builtins", "open", [str(marker), "w"]),
+    "pathlib.Path.touch": lambda marker: crafted_object(5, "pathlib", "Path", {"touch": str(marker)}),
+}
+
+
+@pytest.mark.parametrize("name", CRAFTED)
+def test_a_checkpoint_naming_another_object_is_refused_and_nothing_runs(tmp_path, name):
+    db, marker = tmp_path / "m.sqlite", tmp_path / "ran"
+    with open_memory(db) as memory:
+        say(memory, "t1", "hello")
+    rewrite_first_message(db, "t1", CRAFTED[name](marker))
+    with open_memory(db) as memory:
+        for read in (memory.threads, lambda: memory.history("t1"), lambda: say(memory, "t1", "again")):
+            with pytest.raises(RoadmapError) as caught:
+                read()
+            message = str(caught.value)
+            assert "thread 't1'" in message and "never stores" in message and "roadmap threads delete t1" in message
+            assert "\n" not in message
+    assert not marker.exists()
+
+
+def test_a_corrupt_checkpoint_blob_is_one_clear_error(tmp_path):
+    db = tmp_path / "m.sqlite"
+    with open_memory(db) as memory:
+        say(memory, "t1", "hello")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE checkpoints SET checkpoint = x'c1c1c1c1'")
+    conn.commit()
+    conn.close()
+    with open_memory(db) as memory:
+        with pytest.raises(RoadmapError, match=r"thread 't1' of the memory database .* is damaged .*threads delete t1"):
+            memory.threads()
+        with pytest.raises(RoadmapError, match="is damaged"):
+            say(memory, "t1", "again")
+
+
+def test_a_checkpoint_that_is_not_a_conversation_is_refused(tmp_path):
+    db = tmp_path / "m.sqlite"
+    with open_memory(db) as memory:
+        say(memory, "t1", "hello")
+    rewrite_first_message(db, "t1", {"type": "human", "content": "a dict, not a message"})
+    with open_memory(db) as memory:
+        with pytest.raises(RoadmapError, match="not a conversation"):
+            memory.history("t1")
+
+
+def test_stored_messages_are_rebuilt_with_their_own_classes(tmp_path):
+    with open_memory(tmp_path / "m.sqlite") as memory:
+        say(memory, "t1", "hello")
+        history = memory.history("t1")
+    assert [(type(m).__name__, m.text) for m in history] == [("HumanMessage", "hello"), ("AIMessage", "echo hello")]
+
+
+def test_every_report_of_a_damaged_file_is_one_line(tmp_path):
+    db = tmp_path / "m.sqlite"
+    with open_memory(db) as memory:
+        for n in range(30):
+            say(memory, f"t{n}", "some words " * 50)
+    original = db.read_bytes()
+    rng = random.Random(14)
+    for _ in range(60):
+        data = bytearray(original)
+        start = rng.randrange(4096, len(data) - 8)
+        data[start : start + 8] = rng.randbytes(8)
+        db.write_bytes(bytes(data))
+        try:
+            with open_memory(db) as memory:
+                memory.threads()
+        except RoadmapError as exc:
+            assert "\n" not in str(exc)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "a\nb", "a\x1b[2Jb", "tab\there", "x" * 201, "line\u2028sep"])
+def test_thread_ids_must_be_printable(bad):
+    with pytest.raises(RoadmapError, match="bad thread id .*printable"):
+        check_thread_id(bad)
+
+
+def test_thread_ids_may_be_any_printable_text():
+    assert check_thread_id("Mina's chat 1 / 주전자") == "Mina's chat 1 / 주전자"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from types import SimpleNamespace
+
 import pytest
+from langchain_core.messages import HumanMessage
+from langchain_core.messages.utils import count_tokens_approximately
 
 from shared.core.errors import RoadmapError
-from shared.models.embeddings import HashingEmbeddings
+from shared.models.embeddings import HashingEmbeddings, MiniLMEmbeddings
 from shared.models.fake import ScriptedChatModel
 from shared.models.registry import choose, get_chat_model, get_embeddings
 
@@ -77,3 +82,50 @@ def test_embeddings_specs(monkeypatch):
         get_embeddings("openai:text-embedding-3-small")
     monkeypatch.setenv("ROADMAP_EMBEDDINGS", "fake")
     assert isinstance(get_embeddings(), HashingEmbeddings)
+
+
+def test_openai_clients_fail_fast(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    model = get_chat_model("openai:gpt-4o-mini")
+    embeddings = get_embeddings("openai:text-embedding-3-small")
+    for client in (model, embeddings):
+        assert client.max_retries == 1
+        assert (client.request_timeout.connect, client.request_timeout.read) == (5.0, 120.0)
+    assert embeddings.check_embedding_ctx_length  # OpenAI itself reads token ids
+
+
+def test_a_compatible_server_is_sent_text_and_its_tokens_are_estimated(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    assert get_embeddings("openai:nomic-embed-text").check_embedding_ctx_length is False
+    # tiktoken's encodings are OpenAI's (and fetched from the network): never used for another server.
+    monkeypatch.setattr("tiktoken.get_encoding", lambda *args: pytest.fail("tiktoken was used"))
+    monkeypatch.setattr("tiktoken.encoding_for_model", lambda *args: pytest.fail("tiktoken was used"))
+    model = get_chat_model("openai:qwen2.5")
+    messages = [HumanMessage("How long is the warranty on the Aurora desk lamp?")]
+    assert model.get_num_tokens_from_messages(messages) == count_tokens_approximately(messages)
+    assert model.get_num_tokens("x" * 400) == count_tokens_approximately([HumanMessage("x" * 400)])
+
+
+def test_openai_tokens_are_estimated_when_tiktoken_cannot_fetch_its_files(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+
+    def offline(*args):
+        raise OSError("cannot fetch o200k_base.tiktoken (offline)")
+
+    monkeypatch.setattr("tiktoken.get_encoding", offline)
+    monkeypatch.setattr("tiktoken.encoding_for_model", offline)
+    messages = [HumanMessage("hello there")]
+    assert get_chat_model("openai:gpt-4o-mini").get_num_tokens_from_messages(messages) == count_tokens_approximately(
+        messages)
+
+
+def test_a_damaged_embeddings_model_is_one_clear_error(monkeypatch, tmp_path):
+    def refuse(path, device):
+        raise ValueError("An empty modules list was passed to SentenceTransformer.\nPlease provide one.")
+
+    # The real loader (slow to import) is replaced by one that fails as it does on a damaged folder.
+    monkeypatch.setitem(sys.modules, "sentence_transformers", SimpleNamespace(SentenceTransformer=refuse))
+    with pytest.raises(RoadmapError, match=r"broken cannot be loaded \(ValueError: An empty modules list was passed "
+                                           r"to SentenceTransformer\. Please provide one\.\); .* --force"):
+        MiniLMEmbeddings(model_dir=tmp_path / "broken").embed_query("hello")

@@ -43,7 +43,7 @@ def openai_tools():
     return [convert_to_openai_tool(calculator), convert_to_openai_tool(current_time)]
 
 
-def testdecision_schema_offers_each_tool_and_answer():
+def test_decision_schema_offers_each_tool_and_answer():
     schema = decision_schema(openai_tools(), allow_answer=True, max_string=50)
     actions = [option["properties"]["action"]["const"] for option in schema["anyOf"]]
     assert actions == ["calculator", "current_time", "answer"]
@@ -51,7 +51,7 @@ def testdecision_schema_offers_each_tool_and_answer():
     assert expression["maxLength"] == 50
 
 
-def testdecision_schema_without_answer_when_a_tool_is_required():
+def test_decision_schema_without_answer_when_a_tool_is_required():
     schema = decision_schema(openai_tools()[:1], allow_answer=False, max_string=50)
     assert schema["properties"]["action"]["const"] == "calculator"
 
@@ -89,7 +89,7 @@ def test_tool_choice_narrows_the_tools_and_the_answer_as_openai_defines_it():
     assert names(allowed("auto")) == (["calculator"], True) and names(allowed("required")) == (["calculator"], False)
 
 
-def testdecision_prompt_lists_tools_and_argument_descriptions():
+def test_decision_prompt_lists_tools_and_argument_descriptions():
     from langchain_core.utils.function_calling import convert_to_openai_tool
 
     from shared.tools.toolbox import unit_convert

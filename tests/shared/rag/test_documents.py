@@ -1,9 +1,12 @@
 
+from pathlib import Path
+
 import pytest
 
 from shared.core.errors import RoadmapError
 from shared.core.files import DATA_DIR
 from shared.rag.documents import (
+    MAX_FILE_BYTES,
     SplitSettings,
     UnreadableFile,
     chunk_id,
@@ -21,6 +24,29 @@ def test_find_files_lists_supported_files_and_skips_hidden_ones(tiny_docs):
     (tiny_docs / "data.csv").write_text("a,b", encoding="utf-8")
     names = [p.relative_to(tiny_docs).as_posix() for p in find_files(tiny_docs)]
     assert names == ["fan.txt", "ko/kettle.md", "lamp.md", "notes/injection.txt"]
+
+
+def test_a_link_to_a_file_outside_the_folder_is_skipped_with_a_warning(tiny_docs, tmp_path):
+    outside = tmp_path / "private" / "diary.md"
+    outside.parent.mkdir()
+    outside.write_text("My bank PIN is 4321.", encoding="utf-8")
+    (tiny_docs / "notes" / "diary.md").symlink_to(outside)
+    (tiny_docs / "private").symlink_to(outside.parent, target_is_directory=True)
+    (tiny_docs / "lamp-again.md").symlink_to(tiny_docs / "lamp.md")  # inside: indexed once, as lamp.md
+    warnings = []
+    names = [p.relative_to(tiny_docs).as_posix() for p in find_files(tiny_docs, warnings.append)]
+    assert names == ["fan.txt", "ko/kettle.md", "lamp.md", "notes/injection.txt"]
+    assert warnings == ["skipped notes/diary.md: it links to a file outside the documents folder, which is not indexed"]
+    pages = load_folder(tiny_docs, warnings.append)
+    assert "4321" not in " ".join(page.page_content for page in pages)
+
+
+def test_a_file_over_the_size_limit_is_skipped_before_it_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "dump.md"
+    path.write_text("word " * (MAX_FILE_BYTES[".md"] // 5 + 1), encoding="utf-8")
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail(f"read {self.name}"))
+    with pytest.raises(UnreadableFile, match=r"^5.0 MB, over the 5 MB limit for a .md file; split it"):
+        load_file(path, tmp_path)
 
 
 def test_missing_and_empty_folders_are_user_errors(tmp_path):

@@ -1,11 +1,13 @@
 import json
+import pickle
 
 import pytest
 
 from shared.core.errors import RoadmapError
+from shared.core.files import file_sha256
 from shared.models.embeddings import HashingEmbeddings
 from shared.rag.documents import SplitSettings
-from shared.rag.vectorstore import FAISS, MANIFEST, index_location, sync_index
+from shared.rag.vectorstore import CHUNKS, MANIFEST, VECTORS, index_location, sync_index
 
 
 def sync(docs, warnings=None, spec="fake"):
@@ -60,16 +62,106 @@ def test_deleted_file_loses_its_chunks(tiny_docs):
     assert "fan.txt" not in {d.metadata["source"] for d in index.documents()}
 
 
-def test_damaged_index_is_rebuilt_without_being_unpickled(tiny_docs, monkeypatch):
+def test_damaged_chunks_are_rebuilt(tiny_docs):
     index, _ = sync(tiny_docs)
-    with (index.location / "index.pkl").open("ab") as handle:
-        handle.write(b"tampered")
-    monkeypatch.setattr(FAISS, "load_local", lambda *a, **k: pytest.fail("loaded an unvouched file"))
+    with (index.location / CHUNKS).open("a", encoding="utf-8") as handle:
+        handle.write("tampered")
     warnings = []
     rebuilt, report = sync(tiny_docs, warnings)
-    assert report.rebuilt == "index.pkl does not match its manifest"
+    assert report.rebuilt == "chunks.json does not match its manifest"
     assert any("rebuilding" in line for line in warnings)
     assert report.embedded == len(rebuilt)
+    assert sources(rebuilt, "Whirl fan speeds") == ["fan.txt"]
+
+
+def test_the_index_is_saved_without_pickles_and_loaded_without_unpickling(tiny_docs, monkeypatch):
+    index, _ = sync(tiny_docs)
+    assert sorted(path.name for path in index.location.iterdir()) == [CHUNKS, VECTORS, MANIFEST]
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, lambda *args, **kwargs: pytest.fail("something was unpickled"))
+    loaded, report = sync(tiny_docs)
+    assert report.rebuilt is None and report.embedded == 0
+    assert [d.metadata for d in loaded.documents()] == [d.metadata for d in index.documents()]
+    assert sources(loaded, "Glow lamp warranty months") == ["lamp.md"]
+
+
+class Planted:
+    """Unpickling this creates a file: the payload an attacker would plant in a pickled cache."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def test_a_planted_pickle_with_matching_hashes_is_never_read(tiny_docs, tmp_path):
+    index, _ = sync(tiny_docs)
+    location, marker = index.location, tmp_path / "ran"
+    # The old cache format, forged whole: a pickle with code in it, and a manifest vouching for it.
+    (location / "index.pkl").write_bytes(pickle.dumps(Planted(marker)))
+    manifest = json.loads((location / MANIFEST).read_text(encoding="utf-8"))
+    manifest["format"] = 1
+    manifest["index_sha256"] = {name: file_sha256(location / name) for name in (VECTORS, "index.pkl")}
+    (location / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    warnings = []
+    rebuilt, report = sync(tiny_docs, warnings)
+    assert not marker.exists()
+    assert report.rebuilt == "it holds index.pkl, the old pickle format, which is never loaded"
+    assert len(warnings) == 1 and "rebuilding" in warnings[0]
+    assert not (location / "index.pkl").exists()
+    assert sources(rebuilt, "Whirl fan speeds") == ["fan.txt"]
+
+
+def nested(depth):
+    return "[" * depth + "]" * depth
+
+
+MANIFEST_DAMAGE = {
+    "not json": lambda manifest: "{not json",
+    "deeply nested": lambda manifest: '{"files": ' + nested(100_000) + "}",
+    "files is a list": lambda manifest: json.dumps({**manifest, "files": []}),
+    "chunks is a number": lambda manifest: json.dumps(
+        {**manifest, "files": {k: {**v, "chunks": 5} for k, v in manifest["files"].items()}}),
+    "hash is a list": lambda manifest: json.dumps({**manifest, "index_sha256": {VECTORS: [], CHUNKS: []}}),
+    "not an object": lambda manifest: "[1, 2]",
+}
+
+
+@pytest.mark.parametrize("damage", MANIFEST_DAMAGE)
+def test_a_damaged_manifest_rebuilds_with_a_warning(tiny_docs, damage):
+    index, _ = sync(tiny_docs)
+    path = index.location / MANIFEST
+    path.write_text(MANIFEST_DAMAGE[damage](json.loads(path.read_text(encoding="utf-8"))), encoding="utf-8")
+    warnings = []
+    rebuilt, report = sync(tiny_docs, warnings)
+    assert report.rebuilt.startswith("its manifest is damaged")
+    assert len(warnings) == 1 and "rebuilding" in warnings[0]
+    assert sources(rebuilt, "Glow lamp warranty months") == ["lamp.md"]
+
+
+CHUNK_DAMAGE = {
+    "metadata holds an object": lambda rows: [{**rows[0], "metadata": {"source": {"$type": "os.system"}}}, *rows[1:]],
+    "text is a number": lambda rows: [{**rows[0], "text": 7}, *rows[1:]],
+    "an extra key": lambda rows: [{**rows[0], "loader": "pickle"}, *rows[1:]],
+    "a chunk missing": lambda rows: rows[1:],
+    "a chunk twice": lambda rows: [rows[0], *rows[:-1]],
+}
+
+
+@pytest.mark.parametrize("damage", CHUNK_DAMAGE)
+def test_chunks_of_the_wrong_shape_rebuild_even_when_the_manifest_vouches_for_them(tiny_docs, damage):
+    index, _ = sync(tiny_docs)
+    location = index.location
+    rows = json.loads((location / CHUNKS).read_text(encoding="utf-8"))
+    (location / CHUNKS).write_text(json.dumps(CHUNK_DAMAGE[damage](rows)), encoding="utf-8")
+    manifest = json.loads((location / MANIFEST).read_text(encoding="utf-8"))
+    manifest["index_sha256"][CHUNKS] = file_sha256(location / CHUNKS)
+    (location / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    warnings = []
+    rebuilt, report = sync(tiny_docs, warnings)
+    assert report.rebuilt in ("chunks.json holds something other than chunks (text, id and plain metadata)",
+                              "its chunks do not match its manifest")
     assert sources(rebuilt, "Whirl fan speeds") == ["fan.txt"]
 
 

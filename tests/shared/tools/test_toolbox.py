@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -13,8 +14,12 @@ from langchain_core.runnables import RunnableLambda
 
 from shared.tools.calculator import CalculatorError, evaluate, format_number
 from shared.tools.shopdb import (
+    MAX_COLUMNS,
+    MAX_RESULT_CHARS,
+    MAX_STRING_BYTES,
     SHOP_DB,
     SHOP_SQL,
+    TIMEOUT_S,
     QueryError,
     build_shop_db,
     dump,
@@ -168,6 +173,42 @@ def test_sql_row_and_time_limits(tmp_path):
                   timeout_s=0.2)
     with pytest.raises(QueryError, match="is missing"):
         run_query("SELECT 1", db=tmp_path / "gone.db")
+
+
+A_LOT = "(WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n LIMIT {}) SELECT group_concat('a', '') FROM n)"
+
+
+@pytest.mark.parametrize(
+    "query, reason",
+    [
+        # One builtin call is never interrupted by the progress handler: this one looped for 10-20 s.
+        ("SELECT length(printf('%.*c', 2000000000, 'x'))", "widths and precisions must be written as numbers"),
+        ("SELECT length(format('%.2000000000c', 'x'))", "widths and precisions must be written as numbers"),
+        ("SELECT printf('%*d', 2000000000, 1)", "widths and precisions must be written as numbers"),
+        ("SELECT fts3_tokenizer('simple')", "fts3_tokenizer() is not available"),  # answered a heap address
+        ("SELECT length(zeroblob(1000000000))", "zeroblob() is not available"),
+        ("SELECT length(randomblob(1000000000))", "randomblob() is not available"),
+        ("SELECT hex(randomblob(400000))", "hex() is not available"),
+        ("SELECT load_extension('x')", "load_extension() is not available"),
+        ("SELECT sqlite_version()", "sqlite_version() is not available"),
+        (f"SELECT length({A_LOT.format(MAX_STRING_BYTES + 1)})", f"longer than {MAX_STRING_BYTES:,} bytes"),
+        ("SELECT " + ", ".join(["1"] * (MAX_COLUMNS + 1)), f"more than {MAX_COLUMNS} columns"),
+        (f"WITH s(v) AS {A_LOT.format(MAX_STRING_BYTES // 2)} SELECT {', '.join(['v'] * 12)} FROM s, products",
+         f"larger than {MAX_RESULT_CHARS:,} characters"),
+    ],
+)
+def test_sql_bombs_are_refused_within_the_time_limit(query, reason):
+    started = time.monotonic()
+    message = call(sql_query, {"query": query})
+    assert message.status == "error" and reason in message.content, message.content
+    assert time.monotonic() - started < TIMEOUT_S
+
+
+def test_sql_functions_the_lesson_needs_still_work():
+    query = ("SELECT count(*), printf('%.1f', avg(stock)), format('%5d|%-3s|%%', 42, 'ab'), "
+             "upper(substr(name, 1, 3)), round(sqrt(16)), strftime('%Y', '2026-11-18'), coalesce(NULL, 'x') "
+             "FROM products WHERE name LIKE 'Aurora%'")
+    assert run_query(query).rows == [(2, "81.0", "   42|ab |%", "AUR", 4.0, "2026", "x")]
 
 
 # ---- search_docs --------------------------------------------------------------------------
