@@ -2,7 +2,10 @@
 
 A model that understands ``response_format={"type": "json_schema", "schema": ...}`` constrains
 its reply to the schema; the parser then turns the JSON text into the Pydantic object (or a
-dict, for a plain JSON schema). Tools are bound as OpenAI-style tool dicts.
+dict, for a TypedDict or a JSON schema). ``with_structured_output`` takes what LangChain's
+providers take (Pydantic v2 and v1 models, TypedDict, JSON schema and tool dicts, ``method``,
+``include_raw``, ``strict``) and reports ``ls_structured_output_format`` to tracing as they do.
+Tools are bound as OpenAI-style tool dicts.
 
 Options of our own for ``bind_tools`` (``tool_examples``, ``tool_plan``) go only to a model that
 declares them in ``tool_options``: ``supported_tool_options`` keeps those, so another provider's
@@ -12,17 +15,19 @@ declares them in ``tool_options``: ``supported_tool_options`` keeps those, so an
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from operator import itemgetter
+from typing import Any, ClassVar, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.language_models.chat_models import generate_from_stream
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatResult
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
-from langchain_core.utils.function_calling import convert_to_openai_tool
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel
 
 
@@ -49,19 +54,61 @@ def supported_tool_options(model: Any, **options: Any) -> dict[str, Any]:
     return {name: value for name, value in options.items() if name in declared}
 
 
+STRUCTURED_OUTPUT_METHODS = ("json_schema", "function_calling", "json_mode")
+# method="json_mode" without a schema: any JSON object.
+ANY_JSON_OBJECT: dict[str, Any] = {"type": "object"}
+
+
 def _is_pydantic(schema: Any) -> bool:
-    return isinstance(schema, type) and issubclass(schema, BaseModel)
+    return isinstance(schema, type) and is_basemodel_subclass(schema)
 
 
-def response_format_for(schema: type[BaseModel] | dict[str, Any]) -> dict[str, Any]:
+def json_schema_of(schema: Any) -> dict[str, Any]:
+    """The JSON schema of anything ``with_structured_output`` takes.
+
+    A Pydantic v2 model gives its own ``model_json_schema()`` and a JSON schema dict is used as
+    it is (so the grammar of an existing schema never changes); Pydantic v1 models, TypedDicts
+    and OpenAI or Anthropic tool dicts are converted by LangChain's ``convert_to_json_schema``.
+
+    Args:
+        schema: A Pydantic class (v2 or v1), a TypedDict class, a JSON schema dict or a tool dict.
+
+    Returns:
+        A JSON schema dict.
+
+    Raises:
+        ValueError: ``schema`` is none of these.
+
+    Example:
+        >>> from typing_extensions import TypedDict
+        >>> class Pair(TypedDict):
+        ...     left: int
+        >>> json_schema_of(Pair)["properties"]
+        {'left': {'type': 'integer'}}
+    """
+    if isinstance(schema, type) and issubclass(schema, BaseModel):
+        return schema.model_json_schema()
+    if isinstance(schema, dict) and not {"function", "parameters", "input_schema"} & schema.keys():
+        return schema
+    return convert_to_json_schema(schema)
+
+
+def response_format_for(schema: Any) -> dict[str, Any]:
     """Return the ``response_format`` kwarg that asks a model for JSON matching ``schema``.
+
+    Args:
+        schema: What ``json_schema_of`` takes, or ``None`` for any JSON object.
+
+    Returns:
+        ``{"type": "json_schema", "schema": ...}``.
 
     Example:
         >>> response_format_for({"type": "object", "properties": {"n": {"type": "integer"}}})["type"]
         'json_schema'
+        >>> response_format_for(None)["schema"]
+        {'type': 'object'}
     """
-    json_schema = schema.model_json_schema() if _is_pydantic(schema) else schema
-    return {"type": "json_schema", "schema": json_schema}
+    return {"type": "json_schema", "schema": ANY_JSON_OBJECT if schema is None else json_schema_of(schema)}
 
 
 class JsonSchemaChatModel(BaseChatModel):
@@ -70,10 +117,17 @@ class JsonSchemaChatModel(BaseChatModel):
     Subclasses get ``invoke`` (the stream, merged), ``bind_tools`` and
     ``with_structured_output`` with the same behaviour, so the fake and the real local model
     are interchangeable in every chain. A subclass that reads options of its own from
-    ``bind_tools`` names them in ``tool_options``.
+    ``bind_tools`` names them in ``tool_options``, and names its provider in ``provider``.
     """
 
     tool_options: ClassVar[frozenset[str]] = frozenset()
+    # The provider name tracing reports (``ls_provider``); the model name comes from ``model_name``.
+    provider: ClassVar[str] = ""
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = self.provider or params["ls_provider"]
+        return params
 
     def _generate(
         self,
@@ -104,23 +158,52 @@ class JsonSchemaChatModel(BaseChatModel):
         formatted = [convert_to_openai_tool(tool) for tool in tools]
         return self.bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
-    def with_structured_output(self, schema: Any, *, include_raw: bool = False, **kwargs: Any) -> Runnable:
-        """Return a runnable whose output is ``schema`` (a Pydantic class or a JSON schema dict).
+    def with_structured_output(
+        self,
+        schema: Any = None,
+        *,
+        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable:
+        """Return a runnable whose output follows ``schema``, as LangChain's providers do.
+
+        Every method constrains the reply the same way, with the schema's grammar:
+        ``"function_calling"`` gives what a forced tool call would (the raw reply holds the JSON
+        as text, not a tool call), and ``"json_mode"`` follows the schema too, or, without one,
+        gives any JSON object. ``strict`` is accepted and changes nothing: the grammar is strict.
 
         Args:
-            schema: A Pydantic class (parsed into an instance) or a JSON schema dict (into a dict).
-            include_raw: Return ``{"raw", "parsed", "parsing_error"}`` instead of raising on bad
-                JSON, as LangChain's own ``with_structured_output`` does.
+            schema: A Pydantic class, v2 or v1 (parsed into an instance), a TypedDict class, a
+                JSON schema dict or an OpenAI tool dict (parsed into a dict); ``None`` only with
+                ``method="json_mode"``.
+            method: ``"json_schema"`` (default), ``"function_calling"`` or ``"json_mode"``.
+            include_raw: Return ``{"raw", "parsed", "parsing_error"}`` instead of raising on
+                bad JSON, as LangChain's own ``with_structured_output`` does.
+            strict: Accepted for compatibility with other providers.
+            **kwargs: Passed on to the model (``max_tokens``, ``temperature``, ...).
+
+        Returns:
+            A runnable from the model's input to the parsed object (or the dict above).
+
+        Raises:
+            ValueError: An unknown ``method``, or no ``schema`` for a method that needs one.
         """
-        bound = self.bind(response_format=response_format_for(schema))
+        if method not in STRUCTURED_OUTPUT_METHODS:
+            raise ValueError(f"method must be one of {', '.join(STRUCTURED_OUTPUT_METHODS)}; got {method!r}")
+        if schema is None and method != "json_mode":
+            raise ValueError(f"method={method!r} needs a schema; only method='json_mode' works without one")
+        traced = {"method": method} if method == "json_mode" else {"method": method, "strict": strict}
+        llm = self.bind(
+            response_format=response_format_for(schema),
+            # What tracing shows as the structured-output format (LangChain's chat model reads it).
+            ls_structured_output_format={"kwargs": traced, "schema": schema},
+            **kwargs,
+        )
         parser = PydanticOutputParser(pydantic_object=schema) if _is_pydantic(schema) else JsonOutputParser()
         if not include_raw:
-            return bound | parser
-
-        def parse(raw: Any) -> dict[str, Any]:
-            try:
-                return {"raw": raw, "parsed": parser.invoke(raw), "parsing_error": None}
-            except Exception as exc:  # noqa: BLE001 - reported to the caller, as LangChain does
-                return {"raw": raw, "parsed": None, "parsing_error": exc}
-
-        return bound | RunnableLambda(parse)
+            return llm | parser
+        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        unparsed = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks([unparsed], exception_key="parsing_error")

@@ -59,6 +59,7 @@ class ScriptedChatModel(JsonSchemaChatModel):
     Args:
         responses: Replies to give, in order: strings, ``AIMessage`` objects (e.g. with
             ``tool_calls``), or callables taking the received messages and returning either.
+        model_name: The name reported in the reply's metadata and to tracing.
 
     Without a script it echoes the last user message (``"[fake] ..."``), returns a minimal
     valid object for structured output, and never calls tools. Everything it received is in
@@ -72,7 +73,9 @@ class ScriptedChatModel(JsonSchemaChatModel):
     """
 
     tool_options: ClassVar[frozenset[str]] = TOOL_OPTIONS
+    provider: ClassVar[str] = "fake"
 
+    model_name: str = "fake"
     responses: list[Any] = Field(default_factory=list)
     received: list[list[BaseMessage]] = Field(default_factory=list)
     received_kwargs: list[dict[str, Any]] = Field(default_factory=list)
@@ -140,7 +143,9 @@ class ScriptedChatModel(JsonSchemaChatModel):
                     "total_tokens": prompt_words + _count(reply.text),
                 },
                 additional_kwargs=dict(reply.additional_kwargs),
-                response_metadata={"finish_reason": "tool_calls" if reply.tool_calls else "stop", "model_name": "fake"},
+                response_metadata={
+                    "finish_reason": "tool_calls" if reply.tool_calls else "stop", "model_name": self.model_name
+                },
                 chunk_position="last",
             )
         )

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from shared.core.errors import RoadmapError
 from shared.models.chat_base import JsonSchemaChatModel
@@ -228,6 +228,10 @@ def _overlap(text: str, stop: str) -> int:
     return 0
 
 
+# Content blocks a text-only model cannot read; left out silently, the answer would ignore them.
+MEDIA_BLOCKS = frozenset({"image", "audio", "video", "file"})
+
+
 def _to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     """LangChain messages -> the dicts a Hugging Face chat template expects."""
     out: list[dict[str, Any]] = []
@@ -235,6 +239,12 @@ def _to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
         role = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}.get(message.type)
         if role is None:
             raise RoadmapError(f"the local model cannot take a message of type {message.type!r}")
+        media = sorted({block["type"] for block in message.content_blocks} & MEDIA_BLOCKS)
+        if media:
+            raise RoadmapError(
+                f"the local model reads text only, and a message holds {' and '.join(media)} content; "
+                "send its text (or a description), or use a multimodal model with --model openai:MODEL"
+            )
         item: dict[str, Any] = {"role": role, "content": message.text}
         if isinstance(message, AIMessage) and message.tool_calls:
             item["tool_calls"] = [
@@ -256,6 +266,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         max_tokens: Upper bound on generated tokens per call.
         seed: Sampling seed, for repeatable runs.
         stop: Default stop sequences.
+        model_name: The name reported in the reply's metadata and to tracing; default: the file name.
 
     ``bind_tools`` also takes ``tool_examples`` (few-shot decisions) and ``tool_plan`` (a first
     tool call says what follows it), the options of ``shared/models/tool_protocol.py``.
@@ -268,6 +279,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
     tool_options: ClassVar[frozenset[str]] = TOOL_OPTIONS
+    provider: ClassVar[str] = "llamacpp"
 
     model_path: str
     n_ctx: int = 8192
@@ -280,6 +292,12 @@ class LlamaCppChatModel(JsonSchemaChatModel):
     model_name: str = Field(default="")
 
     _engine: _Engine | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _name_after_the_file(self) -> LlamaCppChatModel:
+        # The reply's metadata and tracing always name the model: by default, its file name.
+        self.model_name = self.model_name or Path(self.model_path).name
+        return self
 
     @property
     def _llm_type(self) -> str:

@@ -12,6 +12,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
+from shared.core.errors import RoadmapError
 from shared.models.llamacpp import (
     PROSE_GBNF,
     ContextOverflowError,
@@ -48,6 +49,16 @@ def test_messages_become_template_dicts_with_tool_calls():
     assert [d["role"] for d in dicts] == ["system", "user", "assistant", "tool"]
     # Note: the chat template serialises the arguments itself, so they stay a dict.
     assert dicts[2]["tool_calls"][0]["function"]["arguments"] == {"expression": "2+2"}
+
+
+def test_images_are_refused_not_dropped():
+    picture = HumanMessage([
+        {"type": "text", "text": "What is in this picture?"},
+        {"type": "image", "base64": "iVBORw0KGgo=", "mime_type": "image/png"},
+    ])
+    with pytest.raises(RoadmapError, match="reads text only, and a message holds image content"):
+        _to_chat_dicts([picture])
+    assert _to_chat_dicts([HumanMessage([{"type": "text", "text": "Hi"}])])[0]["content"] == "Hi"
 
 
 class _FakeEngine:
