@@ -7,17 +7,32 @@ once per test session into a session temp folder.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from pydantic import Field
 
 from shared.models.fake import ScriptedChatModel
 from shared.models.registry import register_chat_model
+
+# Tools of the test run keep their files in the temp folder, not the checkout: Hypothesis (which
+# also draws the same examples every run and keeps no example database) and pytest-benchmark.
+SCRATCH = Path(tempfile.gettempdir()) / "langchain-roadmap-tests"
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(SCRATCH / "hypothesis"))
+hypothesis_settings.register_profile("roadmap", database=None, derandomize=True)
+hypothesis_settings.load_profile("roadmap")
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "benchmark_storage"):
+        config.option.benchmark_storage = (SCRATCH / "benchmarks").as_uri()
 
 PROVIDER_VARS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE", "ROADMAP_MODEL", "ROADMAP_EMBEDDINGS")
 _real_connect = socket.socket.connect

@@ -19,8 +19,9 @@ def doctor_report(model_spec: str | None, embeddings_spec: str | None) -> dict:
     # Imported here, not at the top: importlib.metadata alone would double `roadmap --help`'s start-up.
     from importlib import metadata
 
-    from shared.core.settings import cache_dir
+    from shared.core.settings import PROMPT_CACHE_ENV, cache_dir, prompt_cache_bytes
     from shared.models.gguf_files import QWEN_0_5B, QWEN_1_5B, chunk_files, is_verified
+    from shared.models.prompt_cache import folder_size
     from shared.models.registry import EMBEDDINGS_ENV, choose
 
     problems: list[str] = []
@@ -46,6 +47,15 @@ def doctor_report(model_spec: str | None, embeddings_spec: str | None) -> dict:
         status = models[choice.family]
         if status["packages"] != "installed" and not status["verified"]:
             problems.append(status["packages"])
+    states = cache_dir() / "prompt-states"
+    files, size = folder_size(states)
+    try:
+        cap = prompt_cache_bytes()
+    except RoadmapError as exc:
+        cap = None
+        problems.append(str(exc))
+    prompt_states = {"folder": str(states), "files": files, "bytes": size, "cap_bytes": cap,
+                     "setting": PROMPT_CACHE_ENV}
     if choice.family == "openai" and not os.environ.get("OPENAI_API_KEY"):
         problems.append("OPENAI_API_KEY is not set: export it (any value for a local OpenAI-compatible server)")
     return {
@@ -55,6 +65,7 @@ def doctor_report(model_spec: str | None, embeddings_spec: str | None) -> dict:
         "openai_base_url": os.environ.get("OPENAI_BASE_URL"),
         "cache": str(cache_dir()),
         "model_files": models,
+        "prompt_states": prompt_states,
         "versions": versions,
         "problems": problems,
     }
@@ -76,6 +87,10 @@ def cmd_doctor(args) -> int:
             "not assembled yet (done on first use)" if status["packages"] == "installed" else "packages missing"
         )
         print(f"{label:<13} {state}: {status['file']}")
+    states = report["prompt_states"]
+    cap = {0: "off", None: "?"}.get(states["cap_bytes"]) or f"{states['cap_bytes'] >> 20} MB"
+    print(f"prompt states {states['files']} saved, {states['bytes'] / 2**20:.0f} MB of {cap} ({states['setting']}); "
+          f"delete {states['folder']} to clear")
     for name, version in report["versions"].items():
         print(f"  {name:<22} {version or 'MISSING'}")
     if report["problems"]:

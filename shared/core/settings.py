@@ -6,10 +6,15 @@ import os
 import sys
 from pathlib import Path
 
+from shared.core.errors import RoadmapError
+
 CACHE_ENV = "ROADMAP_CACHE"
 MODEL_ENV = "ROADMAP_MODEL"
 EMBEDDINGS_ENV = "ROADMAP_EMBEDDINGS"
 MEMORY_DB_ENV = "ROADMAP_MEMORY_DB"
+# How many MB of llama.cpp prompt states the cache folder keeps (0: none on disk).
+PROMPT_CACHE_ENV = "ROADMAP_PROMPT_CACHE_MB"
+DEFAULT_PROMPT_CACHE_MB = 1024
 # Training price per million tokens, for the cost estimate of `roadmap finetune validate`.
 FT_PRICE_ENV = "ROADMAP_FT_PRICE_PER_MTOK"
 # How step 3 on retrieves chunks: by meaning, by words (BM25), or both fused.
@@ -38,3 +43,25 @@ def cache_dir() -> Path:
     path = path.resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def prompt_cache_bytes() -> int:
+    """The size cap of the saved prompt states on disk: ``ROADMAP_PROMPT_CACHE_MB`` (MB), else 1 GB.
+
+    Returns:
+        Bytes; ``0`` keeps prompt states in memory only.
+
+    Raises:
+        RoadmapError: The variable is set but is not a whole number of MB, 0 or more.
+
+    Example:
+        >>> import os
+        >>> os.environ["ROADMAP_PROMPT_CACHE_MB"] = "64"
+        >>> prompt_cache_bytes()
+        67108864
+        >>> del os.environ["ROADMAP_PROMPT_CACHE_MB"]
+    """
+    value = os.environ.get(PROMPT_CACHE_ENV, "").strip() or str(DEFAULT_PROMPT_CACHE_MB)
+    if not value.isdigit():
+        raise RoadmapError(f"{PROMPT_CACHE_ENV}={value!r} is not a size; give whole MB, e.g. 512, or 0 to turn it off")
+    return int(value) << 20

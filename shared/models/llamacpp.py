@@ -13,7 +13,10 @@ JSON and valid tool calls:
   followed by a normal, streamed answer.
 
 The llama.cpp model is loaded once per process (per file and context size) and guarded by a
-lock, so several threads can share one chat model safely: their requests queue.
+lock, so several threads can share one chat model safely: their requests queue. The computed
+state of a prompt's fixed start (the tool prompt of a decision, the system prompt of a step) is
+kept, in memory and in the cache folder (``shared/models/prompt_cache.py``), so neither a later
+call nor a new process evaluates it again.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 import atexit
 import codecs
 import contextlib
+import ctypes
 import io
+import itertools
 import json
 import os
 import re
@@ -39,7 +44,9 @@ from langchain_core.outputs import ChatGenerationChunk
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from shared.core.errors import RoadmapError
+from shared.core.settings import cache_dir, prompt_cache_bytes
 from shared.models.chat_base import JsonSchemaChatModel
+from shared.models.prompt_cache import PromptStates
 from shared.models.tool_protocol import (
     ANSWER_ACTION,
     THEN_VALUE,
@@ -51,24 +58,49 @@ from shared.models.tool_protocol import (
 )
 
 DECISION_MAX_TOKENS = 256
-SAVED_PROMPTS = 2
+# A shorter fixed start costs less to evaluate again than to save and load.
+MIN_KEPT_PREFIX = 16
 
 
 class ContextOverflowError(RoadmapError):
     """The prompt does not fit in the model's context window."""
 
 
+def _snapshot(llm: Any) -> bytes:
+    """llama.cpp's state (the KV cache of the tokens evaluated so far), without the Python-side
+    score matrix that ``Llama.save_state`` copies too (hundreds of MB for nothing here)."""
+    import llama_cpp
+
+    size = llama_cpp.llama_state_get_size(llm.ctx)
+    buffer = (ctypes.c_uint8 * size)()
+    written = llama_cpp.llama_state_get_data(llm.ctx, buffer, size)
+    return bytes(memoryview(buffer)[:written])
+
+
+def _restore(llm: Any, tokens: Sequence[int], state: bytes) -> None:
+    """Load a state from ``_snapshot``: llama.cpp then holds ``tokens`` evaluated, as if just computed."""
+    import numpy as np
+    from llama_cpp import LlamaState
+
+    ids = np.zeros(llm.n_ctx(), dtype=np.intc)
+    ids[: len(tokens)] = tokens
+    # The scores are not needed: the next call always evaluates at least one more token.
+    llm.load_state(LlamaState(input_ids=ids, scores=np.zeros((1, llm.n_vocab()), dtype=np.single),
+                              n_tokens=len(tokens), llama_state=state, llama_state_size=len(state), seed=0))
+
+
 @dataclass
 class _Engine:
-    """One loaded llama.cpp model, its chat template, and the lock that serialises it."""
+    """One loaded llama.cpp model, its chat template, its saved prompt states, and the lock that
+    serialises it."""
 
     path: Path
     n_ctx: int
     llm: Any
     render: Callable[[list[dict[str, Any]]], str]
     eog: Callable[[int], bool]
+    states: PromptStates
     lock: threading.Lock = field(default_factory=threading.Lock)
-    saved: dict[tuple[int, ...], Any] = field(default_factory=dict)
 
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
@@ -82,31 +114,31 @@ class _Engine:
         return np.ctypeslib.as_array(llama_cpp.llama_get_logits(self.llm.ctx), shape=(self.llm.n_vocab(),)).copy()
 
     def warm(self, prefix: list[int]) -> None:
-        """Make the KV cache hold ``prefix``, restoring a saved copy instead of recomputing it.
+        """Make the KV cache hold ``prefix``, restoring a saved state instead of recomputing it.
 
         Call with ``lock`` held. llama.cpp already skips the part of a prompt that matches the
-        cache, but the cache holds one sequence: an answer in between evicts the tool prompt.
-        Saving the state once the tool prompt is evaluated lets every later decision start there.
+        cache, but the cache holds one sequence: an answer in between evicts the tool prompt,
+        and a new process starts empty. A prefix computed here is saved (``PromptStates``), so
+        later calls and later processes start from it. Computed or restored, the prefix is
+        evaluated apart from the rest of the prompt, so the answer is the same either way.
         """
         llm, key = self.llm, tuple(prefix)
         if llm.n_tokens >= len(prefix) and tuple(llm.input_ids[: len(prefix)]) == key:
             return
-        if key in self.saved:
-            llm.load_state(self.saved[key])
+        state = self.states.lookup(key)
+        if state is not None:
+            _restore(llm, key, state)
             return
         llm.reset()
         llm.eval(prefix)
-        # Two states: an agent's first-round and later-round tool prompts (the oldest goes).
-        if len(self.saved) >= SAVED_PROMPTS:
-            self.saved.pop(next(iter(self.saved)))
-        self.saved[key] = llm.save_state()
+        self.states.keep(key, _snapshot(llm))
 
 
 _ENGINES: dict[tuple[str, int], _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def _load_engine(path: Path, n_ctx: int, n_threads: int | None) -> _Engine:
+def _load_engine(path: Path, n_ctx: int, n_threads: int | None, model_sha256: str) -> _Engine:
     key = (str(path), n_ctx)
     with _ENGINES_LOCK:
         if key in _ENGINES:
@@ -131,12 +163,19 @@ def _load_engine(path: Path, n_ctx: int, n_threads: int | None) -> _Engine:
         # garbage collector at exit, llama-cpp-python prints an ignored TypeError.
         atexit.register(llm.close)
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        # A saved state fits only the same model bytes, llama.cpp build and context settings. A
+        # file without a known hash (local:PATH) is told apart by its path, size and mtime.
+        stat = path.stat()
+        model = {"model_sha256": model_sha256} if model_sha256 else {
+            "model_file": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        identity = {**model, "llama_cpp": llama_cpp.__version__, "n_ctx": n_ctx, "n_batch": llm.n_batch}
         engine = _Engine(
             path=path,
             n_ctx=n_ctx,
             llm=llm,
             render=_chat_renderer(llm, path),
             eog=lambda token: bool(llama_cpp.llama_vocab_is_eog(vocab, token)),
+            states=PromptStates(cache_dir() / "prompt-states", identity, prompt_cache_bytes()),
         )
         _ENGINES[key] = engine
         return engine
@@ -267,6 +306,8 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         seed: Sampling seed, for repeatable runs.
         stop: Default stop sequences.
         model_name: The name reported in the reply's metadata and to tracing; default: the file name.
+        model_sha256: The file's SHA-256 when known (the embedded models'), which keys its saved
+            prompt states; without it they are keyed by the file's path, size and mtime.
 
     ``bind_tools`` also takes ``tool_examples`` (few-shot decisions) and ``tool_plan`` (a first
     tool call says what follows it), the options of ``shared/models/tool_protocol.py``.
@@ -290,6 +331,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
     seed: int = 42
     stop: list[str] | None = None
     model_name: str = Field(default="")
+    model_sha256: str = ""
 
     _engine: _Engine | None = PrivateAttr(default=None)
 
@@ -311,7 +353,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
     def engine(self) -> _Engine:
         """The shared llama.cpp engine, loaded on first use."""
         if self._engine is None:
-            self._engine = _load_engine(Path(self.model_path), self.n_ctx, self.n_threads)
+            self._engine = _load_engine(Path(self.model_path), self.n_ctx, self.n_threads, self.model_sha256)
         return self._engine
 
     # -- token counting (used to trim long inputs and histories) ---------------------
@@ -331,6 +373,11 @@ class LlamaCppChatModel(JsonSchemaChatModel):
                 f"with {budget:,} kept for the answer; shorten the input"
             )
         return tokens
+
+    def _head_length(self, head: Sequence[BaseMessage], prompt: list[int]) -> int:
+        """How many first tokens of ``prompt`` are the rendered ``head`` messages (a fixed start)."""
+        head_tokens = self.engine.tokenize(self.engine.render(_to_chat_dicts(head)))
+        return next((i for i, (a, b) in enumerate(zip(prompt, head_tokens)) if a != b), len(head_tokens))
 
     def _complete(
         self,
@@ -417,10 +464,9 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         request = decision_request(messages, tools, tool_choice, examples, plan)
         prompt = self._prompt_tokens([*request.head, *request.conversation], DECISION_MAX_TOKENS)
         # The system prompt, tool descriptions and examples are the same for every question
-        # (one version for first rounds, one for later rounds): their computed state is kept,
-        # so a decision only pays for the conversation.
-        head_tokens = self.engine.tokenize(self.engine.render(_to_chat_dicts(request.head)))
-        shared = next((i for i, (a, b) in enumerate(zip(prompt, head_tokens)) if a != b), len(head_tokens))
+        # (one version for first rounds, one for later rounds): their computed state is kept
+        # (``_Engine.warm``), so a decision only pays for the conversation.
+        shared = self._head_length(request.head, prompt)
         text, stats = "", {}
         for piece, info in self._complete(
             prompt,
@@ -477,6 +523,9 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         if grammar is None and tools and has_tool_results(messages):
             grammar = _prose_grammar()
         prompt = self._prompt_tokens(messages, max_tokens)
+        # A leading system prompt is the fixed start of a step's calls: its state is kept too.
+        system = list(itertools.takewhile(lambda message: message.type == "system", messages))
+        keep = self._head_length(system, prompt) if system else 0
         for piece, stats in self._complete(
             prompt,
             max_tokens=max_tokens,
@@ -484,6 +533,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
             grammar=grammar,
             temperature=kwargs.get("temperature"),
             seed=kwargs.get("seed"),
+            keep=keep if keep >= MIN_KEPT_PREFIX else 0,
         ):
             if stats is None:
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))

@@ -30,7 +30,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
 from shared.core.errors import RoadmapError
-from shared.core.settings import EMBEDDINGS_ENV, MODEL_ENV, cache_dir
+from shared.core.settings import EMBEDDINGS_ENV, MODEL_ENV, cache_dir, prompt_cache_bytes
 
 DEFAULT_SPEC = "local"
 CHAT_SPECS = "local, local-small, local:PATH, openai:MODEL, fake"
@@ -83,16 +83,17 @@ def _local_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:
     )
     from shared.models.llamacpp import LlamaCppChatModel
 
+    prompt_cache_bytes()  # a bad ROADMAP_PROMPT_CACHE_MB is reported before any work starts
     family, _, path = spec.partition(":")
     if path:
         model_path = check_gguf(Path(path).expanduser())
-        name = model_path.name
+        name, sha256 = model_path.name, ""
     else:
         source = QWEN_0_5B if family == "local-small" else QWEN_1_5B
         model_path = ensure_model_file(source, cache_dir() / "models", show_progress=settings.pop("progress", True))
-        name = source.label
+        name, sha256 = source.label, source.sha256
     settings.pop("progress", None)
-    return LlamaCppChatModel(model_path=str(model_path), model_name=name, **settings)
+    return LlamaCppChatModel(model_path=str(model_path), model_name=name, model_sha256=sha256, **settings)
 
 
 def _openai_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:

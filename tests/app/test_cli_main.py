@@ -158,6 +158,19 @@ def test_doctor_all_good_for_the_default(capsys):
     assert "chat model    local  (from default)" in out and "all good" in out
 
 
+def test_doctor_shows_the_saved_prompt_states_and_a_bad_size_setting(capsys, monkeypatch, tmp_path):
+    from shared.models.prompt_cache import PromptStates
+
+    PromptStates(tmp_path / "cache" / "prompt-states", {"model_sha256": "ab" * 32}).keep([1, 2], b"x" * 4096)
+    assert main(["doctor"]) == 0
+    assert "prompt states 1 saved, 0 MB of 1024 MB (ROADMAP_PROMPT_CACHE_MB)" in capsys.readouterr().out
+    monkeypatch.setenv("ROADMAP_PROMPT_CACHE_MB", "lots")
+    assert main(["doctor", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["prompt_states"]["files"] == 1 and report["prompt_states"]["cap_bytes"] is None
+    assert any("ROADMAP_PROMPT_CACHE_MB='lots' is not a size" in problem for problem in report["problems"])
+
+
 def test_doctor_reports_the_embeddings_given_after_the_verb(capsys):
     assert main(["doctor", "--embeddings", "fake", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["embeddings"] == {"spec": "fake", "source": "--embeddings"}

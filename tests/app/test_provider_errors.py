@@ -82,7 +82,8 @@ def provider(monkeypatch):
 
     def start(status: int, delay: float = 0.0) -> FakeProvider:
         server = FakeProvider(status, delay)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # A short poll interval: shutdown() waits up to one interval.
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         started.append(server)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
         monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")

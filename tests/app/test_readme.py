@@ -2,7 +2,8 @@
 
 The install commands themselves are exercised by CI (``.ci/run`` runs the README's test
 command); here every ``$ roadmap ...`` line and the Python example are run. Lines that need the
-embedded model run with the end-to-end tests.
+embedded model run with the end-to-end tests; the quick ones run on the fake embeddings too
+(``roadmap --model fake tour`` would otherwise load MiniLM, which the end-to-end lines cover).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def test_readme_holds_the_two_commands_and_ci_runs_the_test_one():
 
 @pytest.mark.parametrize("command", [c for c in console_commands() if not needs_model(c)])
 def test_console_commands_without_a_model(command):
-    result = run(command, dict(os.environ))
+    result = run(command, {**os.environ, "ROADMAP_EMBEDDINGS": "fake"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip()
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -20,6 +23,7 @@ from shared.models.llamacpp import (
     _prose_grammar,
     _to_chat_dicts,
 )
+from shared.models.prompt_cache import folder_size
 from shared.models.tool_protocol import FOLLOW_UP_NOTE, PLAN_NOTE
 
 
@@ -198,8 +202,61 @@ def test_an_answer_after_tool_results_must_start_like_prose(monkeypatch):
     assert isinstance(_prose_grammar(), LlamaGrammar) and PROSE_GBNF.startswith("root ::= [^{<")
 
 
-# ---- end-to-end on the embedded model -------------------------------------------------
+def test_a_leading_system_prompt_is_kept_as_the_fixed_start_of_a_plain_answer(monkeypatch):
+    model = LlamaCppChatModel(model_path="unused.gguf")
+    model._engine = _FakeEngine()
+    kept = []
 
+    def complete(prompt, **kwargs):
+        kept.append("".join(map(chr, prompt[: kwargs["keep"]])))
+        yield "Hi", None
+        yield "", {"finish_reason": "stop", "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
+
+    monkeypatch.setattr(model, "_complete", complete)
+    model.invoke([SystemMessage("You answer customers of a shop."), HumanMessage("Hello")])
+    model.invoke([SystemMessage("Hi."), HumanMessage("Hello")])  # too short to be worth keeping
+    model.invoke([HumanMessage("Hello")])
+    assert kept == ["<system>You answer customers of a shop.|<", "", ""]
+
+
+class _FakeLlama:
+    """What ``_Engine.warm`` uses of ``llama_cpp.Llama``: the evaluated tokens."""
+
+    def __init__(self):
+        self.n_tokens, self.input_ids, self.evaluated = 0, [], []
+
+    def reset(self):
+        self.n_tokens, self.input_ids = 0, []
+
+    def eval(self, tokens):
+        self.evaluated.append(list(tokens))
+        self.input_ids, self.n_tokens = list(tokens), len(tokens)
+
+
+def test_warm_reuses_the_cache_then_a_saved_state_and_computes_only_what_is_new(monkeypatch, tmp_path):
+    from shared.models import llamacpp
+    from shared.models.prompt_cache import PromptStates
+
+    def restore(llm, tokens, state):
+        llm.input_ids, llm.n_tokens = list(tokens), len(tokens)
+
+    monkeypatch.setattr(llamacpp, "_snapshot", lambda llm: bytes(llm.input_ids))
+    monkeypatch.setattr(llamacpp, "_restore", restore)
+    states = PromptStates(tmp_path / "states", {"model_sha256": "ab" * 32})
+    engine = llamacpp._Engine(path=tmp_path, n_ctx=64, llm=_FakeLlama(), render=str, eog=bool, states=states)
+    engine.warm([1, 2, 3])
+    engine.warm([1, 2, 3])  # already in the KV cache
+    engine.warm([4, 5])
+    engine.warm([1, 2, 3])  # saved in this process
+    assert engine.llm.evaluated == [[1, 2, 3], [4, 5]] and engine.llm.input_ids == [1, 2, 3]
+    # A new process (an empty engine) loads the prefix instead of computing it.
+    again = llamacpp._Engine(path=tmp_path, n_ctx=64, llm=_FakeLlama(), render=str, eog=bool,
+                             states=PromptStates(states.folder, states.identity))
+    again.warm([4, 5])
+    assert again.llm.evaluated == [] and again.llm.input_ids == [4, 5]
+
+
+# ---- end-to-end on the embedded model -------------------------------------------------
 
 
 class Order(BaseModel):
@@ -287,3 +344,28 @@ def test_token_counting_matches_the_prompt(local_model):
     counted = local_model.get_num_tokens_from_messages([HumanMessage("Hello there")])
     assert counted == reply.usage_metadata["input_tokens"]
     assert json.loads(json.dumps(reply.usage_metadata))
+
+
+@pytest.mark.e2e
+def test_saved_prompt_states_change_no_answer_in_a_new_process(model_cache, tmp_path):
+    """Cold (nothing saved), then a new process that loads every fixed start: the same answers."""
+    script = (
+        "import json, sys\n"
+        "from langchain_core.messages import HumanMessage, SystemMessage\n"
+        "from shared.models.registry import get_chat_model\n"
+        "from shared.tools.calculator import calculator\n"
+        "model = get_chat_model('local', temperature=0.0, max_tokens=24, progress=False)\n"
+        "system = SystemMessage('You answer customers of a lamp shop in one short sentence, politely.')\n"
+        "answer = model.invoke([system, HumanMessage('Do you sell desk lamps?')])\n"
+        "call = model.bind_tools([calculator]).invoke('What is 17% of 89000?')\n"
+        "print(json.dumps([answer.text, call.tool_calls[0]['args'] if call.tool_calls else None]))\n"
+    )
+    env = {**os.environ, "ROADMAP_CACHE": str(tmp_path / "cache")}
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "models").symlink_to(model_cache / "models")
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=900)
+            for _ in range(2)]
+    assert [run.returncode for run in runs] == [0, 0], runs[0].stderr[-2000:]
+    assert runs[0].stdout == runs[1].stdout and json.loads(runs[0].stdout)[1]
+    files, size = folder_size(tmp_path / "cache" / "prompt-states")
+    assert files == 2 and size > 1_000_000

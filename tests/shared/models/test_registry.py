@@ -66,6 +66,18 @@ def test_local_path_must_exist_and_be_gguf(tmp_path):
         get_chat_model("local:")
 
 
+def test_a_bad_prompt_cache_size_is_reported_before_loading_anything(tmp_path, monkeypatch, capsys):
+    from roadmap.cli.main import main
+
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + b"\x00" * 64)
+    monkeypatch.setenv("ROADMAP_PROMPT_CACHE_MB", "1e3")
+    with pytest.raises(RoadmapError, match="ROADMAP_PROMPT_CACHE_MB='1e3' is not a size"):
+        get_chat_model(f"local:{model}")
+    assert main(["--model", f"local:{model}", "run", "1", "--task", "classify"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
 def test_truncated_gguf_is_refused_by_llama_cpp(tmp_path):
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\x00" * 64)
