@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
@@ -347,13 +348,13 @@ def test_token_counting_matches_the_prompt(local_model):
 
 
 @pytest.mark.e2e
-def test_saved_prompt_states_change_no_answer_in_a_new_process(model_cache, tmp_path):
+def test_saved_prompt_states_change_no_answer_in_a_new_process(local_model, tmp_path):
     """Cold (nothing saved), then a new process that loads every fixed start: the same answers."""
     script = (
         "import json, sys\n"
         "from langchain_core.messages import HumanMessage, SystemMessage\n"
         "from shared.models.registry import get_chat_model\n"
-        "from shared.tools.calculator import calculator\n"
+        "from shared.tools.toolbox import calculator\n"
         "model = get_chat_model('local', temperature=0.0, max_tokens=24, progress=False)\n"
         "system = SystemMessage('You answer customers of a lamp shop in one short sentence, politely.')\n"
         "answer = model.invoke([system, HumanMessage('Do you sell desk lamps?')])\n"
@@ -362,7 +363,7 @@ def test_saved_prompt_states_change_no_answer_in_a_new_process(model_cache, tmp_
     )
     env = {**os.environ, "ROADMAP_CACHE": str(tmp_path / "cache")}
     (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "models").symlink_to(model_cache / "models")
+    (tmp_path / "cache" / "models").symlink_to(Path(local_model.model_path).parent)
     runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=900)
             for _ in range(2)]
     assert [run.returncode for run in runs] == [0, 0], runs[0].stderr[-2000:]
