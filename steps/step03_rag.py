@@ -31,7 +31,7 @@ from shared.core.console import Meter, StreamPrinter, format_sources
 from shared.core.questions import check_question
 from shared.core.settings import EMBEDDINGS_ENV
 from shared.models.registry import choose, embeddings_identity, get_chat_model
-from shared.rag.knowledge_base import build_index
+from shared.rag.knowledge_base import build_index, store_location
 from shared.rag.rag_prompt import (
     RAG_PROMPT,
     format_context,
@@ -39,7 +39,6 @@ from shared.rag.rag_prompt import (
     source_entries,
 )
 from shared.rag.retrieval import Retriever
-from shared.rag.vectorstore import index_location
 
 QUESTIONS = (
     "How long is the warranty on the Aurora desk lamp?",
@@ -90,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     # New: load, split, embed and store the documents - or just the files that changed. The
     # index is saved next to a manifest of file hashes: a second run with the same files embeds
     # nothing, and an edited file re-embeds only its own chunks. Embedding is the slow part of
-    # indexing, so this is what makes "ask again" instant.
-    location = index_location(args.docs, embeddings_identity(spec))
+    # indexing, so this is what makes "ask again" instant. The index is a FAISS folder in the
+    # cache, or a PostgreSQL table with --store pgvector:postgresql://... (same sync, same search).
+    location = store_location(args.docs, embeddings_identity(spec), args.store)
     index, report = build_index(args.docs, spec, location, progress=not args.json, on_warning=warn)
     # New: the retriever finds k chunks by meaning (dense), by words (BM25), or both fused (hybrid).
     # Note: MiniLM, the embedded embeddings model, barely understands Korean. BM25 on Hangul

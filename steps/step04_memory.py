@@ -167,7 +167,8 @@ def show_turn(chat: Conversation, thread: str, message: str, quiet: bool) -> dic
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # The index comes before the model: a wrong --docs folder fails before the model loads.
-    retriever = open_retriever(args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn)
+    retriever = open_retriever(args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn,
+                               store=args.store)
     # temperature 0: recalling "4417" is not a place for creativity.
     model = get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0)
     budget = args.budget or history_budget(model)
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         chat = Conversation(build_graph(model, memory.saver, budget, args.summarize), memory)
         rag_chat = Conversation(build_graph(model, memory.saver, budget, retriever=retriever), memory)
         if not args.json:
-            print(f"thread {thread!r} in {memory.path} (prompt budget {budget:,} tokens)\n")
+            print(f"thread {thread!r} in {memory.where} (prompt budget {budget:,} tokens)\n")
         turns = [show_turn(chat, thread, message, args.json) for message in CONVERSATION]
 
         # The follow-ups get a thread of their own: it keeps the lamp question out of the chat above.

@@ -34,7 +34,9 @@ def pytest_configure(config):
     if hasattr(config.option, "benchmark_storage"):
         config.option.benchmark_storage = (SCRATCH / "benchmarks").as_uri()
 
-PROVIDER_VARS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE", "ROADMAP_MODEL", "ROADMAP_EMBEDDINGS")
+# What a developer may have set that would point the tests at their own keys, servers or files.
+PROVIDER_VARS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE", "ROADMAP_MODEL", "ROADMAP_EMBEDDINGS",
+                 "ROADMAP_MEMORY_DB", "ROADMAP_STORE", "ROADMAP_PROMPT_CACHE_MB")
 _real_connect = socket.socket.connect
 
 

@@ -27,7 +27,7 @@ def cmd_chat(args) -> int:
         from shared.rag.knowledge_base import open_retriever
 
         retriever = open_retriever(
-            args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn
+            args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn, store=args.store
         )
     model = get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0)
     with open_memory(args.db) as memory:
@@ -58,10 +58,10 @@ def cmd_threads(args) -> int:
     with open_memory(args.db) as memory:
         if args.action == "delete":
             memory.delete(args.thread_id)
-            print(f"deleted thread {args.thread_id!r} from {memory.path}")
+            print(f"deleted thread {args.thread_id!r} from {memory.where}")
             return 0
         threads = memory.threads()
-        path = memory.path
+        path = memory.where
     if args.json:
         print_json([
             {"thread": t.thread_id, "turns": t.turns, "messages": t.messages, "updated": t.updated} for t in threads

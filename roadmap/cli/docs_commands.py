@@ -16,7 +16,8 @@ def cmd_ask(args) -> int:
     from steps.step03_rag import build_chain
 
     # The index comes before the model: a wrong --docs folder fails before the model loads.
-    retriever = open_retriever(args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn)
+    retriever = open_retriever(args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn,
+                               store=args.store)
     chain = build_chain(get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0), retriever)
     if args.json:
         result = chain.invoke(question)
@@ -39,7 +40,8 @@ def cmd_eval_rag(args) -> int:
     from steps.step03_rag import build_chain
 
     items = load_rag_set(args.set)
-    retriever = open_retriever(args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn)
+    retriever = open_retriever(args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn,
+                               store=args.store)
     chain = None if args.retrieval_only else build_chain(
         get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0), retriever
     )

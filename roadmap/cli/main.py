@@ -190,7 +190,7 @@ def build_parser() -> ArgumentParser:
                      '"model_calls"}')
     agent.add_argument("question", help="the question, in quotes")
     agent.add_argument("--thread", help="conversation id, to remember earlier questions (kept in the memory database)")
-    agent.add_argument("--db", type=Path, help=db_help)
+    agent.add_argument("--db", help=db_help)
     agent.add_argument("--max-tool-calls", type=int_in(1, MAX_TOOL_CALLS), default=3,
                        help=f"most tool calls for the question, 1 to {MAX_TOOL_CALLS} (default: 3)")
     agent.add_argument("--no-plan", dest="plan", action="store_false",

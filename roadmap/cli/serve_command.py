@@ -31,10 +31,11 @@ def cmd_serve(args) -> int:
 
         model = get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0)
         # The documents are indexed on the first "ask docs" or agent request, not at start-up.
-        retriever = partial(open_retriever, args.docs, args.embeddings, args.k, args.mode, on_warning=warn)
+        retriever = partial(open_retriever, args.docs, args.embeddings, args.k, args.mode, on_warning=warn,
+                            store=args.store)
         with Backend(model, open_memory(args.db), retriever) as backend:
             print(f"serving the roadmap chat on {url_of(sock)} (model {choose(args.model).spec}, "
-                  f"memory {backend.memory.path}); Ctrl-C stops", flush=True)
+                  f"memory {backend.memory.where}); Ctrl-C stops", flush=True)
             run_server(create_app(backend, allowed_hosts=hosts), sock)
     print("stopped")
     return 0

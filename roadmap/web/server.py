@@ -60,7 +60,7 @@ from shared.agent.agent_runner import run_agent
 from shared.core.errors import RoadmapError
 from shared.core.questions import MAX_QUESTION_CHARS
 from shared.memory.conversation import Conversation, atomic_turn, history_budget
-from shared.memory.store import MAX_THREAD_ID, Memory, check_thread_id, open_memory
+from shared.memory.store import MAX_THREAD_ID, Memory, check_thread_id
 from shared.rag.retrieval import Retriever
 from shared.tools.toolbox import build_tools
 from steps.step04_memory import build_graph
@@ -164,7 +164,7 @@ class Backend:
         self.memory = memory
         self.open_retriever = open_retriever
         # Reads (the thread list) use their own connection, so they never wait for an answer.
-        self._reader = open_memory(memory.path)
+        self._reader = memory.reopen()
         self._read_lock = threading.Lock()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roadmap-model")
         self._pending = 0

@@ -201,7 +201,7 @@ def add_verb(verbs: Any, name: str, json_help: str = JSON_HELP, **kwargs: Any) -
 def add_docs_options(parser: argparse.ArgumentParser, embeddings: bool = True) -> None:
     """Add the options of every command that answers from a documents folder (step 3 on).
 
-    ``--docs``, ``--k``, ``--mode``, ``--max-tokens`` and, unless ``embeddings`` is false (the
+    ``--docs``, ``--k``, ``--mode``, ``--store``, ``--max-tokens`` and, unless ``embeddings`` is false (the
     ``roadmap`` verbs, which take it from ``add_global_options``), ``--embeddings``.
     """
     from shared.core.files import DATA_DIR
@@ -215,6 +215,9 @@ def add_docs_options(parser: argparse.ArgumentParser, embeddings: bool = True) -
         "--mode", choices=RETRIEVAL_MODES, default="hybrid",
         help="retrieval: dense (embeddings), lexical (BM25) or hybrid (both fused; default)",
     )
+    parser.add_argument("--store", metavar="STORE",
+                        help="where the index is kept: faiss (a folder in the cache; default) or "
+                        "pgvector:postgresql://USER:PASSWORD@HOST:PORT/DATABASE (default: $ROADMAP_STORE, else faiss)")
     if embeddings:
         parser.add_argument("--embeddings", help=EMBEDDINGS_HELP)
     parser.add_argument("--max-tokens", type=int_in(1, MAX_ANSWER_TOKENS), default=200,

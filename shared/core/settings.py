@@ -12,6 +12,8 @@ CACHE_ENV = "ROADMAP_CACHE"
 MODEL_ENV = "ROADMAP_MODEL"
 EMBEDDINGS_ENV = "ROADMAP_EMBEDDINGS"
 MEMORY_DB_ENV = "ROADMAP_MEMORY_DB"
+# Where step 3 on keeps the documents index: "faiss" (a folder in the cache) or "pgvector:postgresql://...".
+STORE_ENV = "ROADMAP_STORE"
 # How many MB of llama.cpp prompt states the cache folder keeps (0: none on disk).
 PROMPT_CACHE_ENV = "ROADMAP_PROMPT_CACHE_MB"
 DEFAULT_PROMPT_CACHE_MB = 1024

@@ -163,9 +163,10 @@ def memory_examples(db: Path | str | None = None) -> list[Example]:
         RoadmapError: The database is damaged or locked.
     """
     from shared.memory.conversation import SYSTEM_PROMPT
-    from shared.memory.store import memory_path, open_memory
+    from shared.memory.store import memory_target, open_memory
 
-    if not memory_path(db).exists():
+    target = memory_target(db)
+    if isinstance(target, Path) and not target.exists():
         return []
     roles = {"human": "user", "ai": "assistant"}
     examples = []

@@ -182,20 +182,12 @@ def atomic_turn(memory: Memory, thread_id: str) -> Iterator[None]:
     Raises:
         RoadmapError: The lock could not be taken, or a database error happened.
     """
-    saver = memory.saver
-    with memory.turn():
-        with saver.cursor(transaction=False) as cursor:
-            cursor.execute("SELECT max(checkpoint_id) FROM checkpoints WHERE thread_id = ?", (thread_id,))
-            before = cursor.fetchone()[0] or ""
+    with memory.turn(thread_id):
+        before = memory.latest_checkpoint(thread_id)
         try:
             yield
         except BaseException:
-            # Checkpoint ids grow with time (the saver's "latest" is the largest): the turn's are
-            # the ones after ``before``.
-            with saver.cursor() as cursor:
-                for table in ("writes", "checkpoints"):
-                    cursor.execute(f"DELETE FROM {table} WHERE thread_id = ? AND checkpoint_id > ?",
-                                   (thread_id, before))
+            memory.undo_after(thread_id, before)
             raise
 
 

@@ -1,14 +1,18 @@
-"""Conversation memory: a LangGraph checkpointer in a SQLite file, one thread per conversation.
+"""Conversation memory: a LangGraph checkpointer in a SQLite file (or PostgreSQL), one thread per conversation.
 
-``open_memory()`` opens (or creates) the database, checks it is a healthy SQLite file, switches
-it to WAL mode with a busy timeout, and returns a ``Memory`` with the ``SqliteSaver`` to compile
-a graph with, plus the housekeeping the ``roadmap threads`` command needs: list, read, delete.
+``open_memory()`` opens (or creates) the database and returns a ``Memory`` with the saver to
+compile a graph with, plus the housekeeping the ``roadmap threads`` command needs: list, read,
+delete. A file path opens SQLite: the file is checked to be a healthy SQLite database and
+switched to WAL mode with a busy timeout. A ``postgresql://`` URL opens LangGraph's
+``PostgresSaver`` on a connection pool (``shared/memory/postgres_memory.py``), with the same
+API; any other ``scheme://`` is refused rather than taken for a file name.
 
 Two processes may chat on the same database, even on the same thread: ``Memory.turn()`` is a
-lock (a write transaction on a small ``-turn.lock`` file next to the database) held from reading
-the history to saving the answer, so no turn is built on a stale history and none is lost. The
-operating system drops the lock when a process dies, so a killed chat costs only its turn in
-flight. A damaged file is never repaired, moved or overwritten: the error says what to do.
+lock held from reading the history to saving the answer, so no turn is built on a stale
+history and none is lost - with SQLite a write transaction on a small ``-turn.lock`` file next
+to the database, with PostgreSQL an advisory lock keyed by the thread. Either is dropped when
+a process dies, so a killed chat costs only its turn in flight. A damaged file is never
+repaired, moved or overwritten: the error says what to do.
 
 The database is input, not code: a stored value is rebuilt only if it is plain data or one of
 the message classes in ``STORED_TYPES``. A checkpoint naming any other object (a crafted file
@@ -21,7 +25,7 @@ Example, with any LangGraph graph (here a one-node agent on a scripted model):
     >>> from shared.models.fake import ScriptedChatModel
     >>> with open_memory(Path(tempfile.mkdtemp()) / "chat.sqlite") as memory:
     ...     graph = create_agent(ScriptedChatModel(responses=["Hello!"]), [], checkpointer=memory.saver)
-    ...     with memory.turn():
+    ...     with memory.turn("t1"):
     ...         _ = graph.invoke({"messages": [("user", "hi")]}, {"configurable": {"thread_id": "t1"}})
     ...     [(t.thread_id, t.turns) for t in memory.threads()]
     [('t1', 1)]
@@ -30,10 +34,8 @@ Example, with any LangGraph graph (here a one-node agent on a scripted model):
 from __future__ import annotations
 
 import os
-import random
 import shlex
-import sqlite3
-import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,10 +45,10 @@ from typing import Any, TypeVar
 import ormsgpack
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import CheckpointTuple
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V2, JsonPlusSerializer
-from langgraph.checkpoint.sqlite import SqliteSaver
 
+from shared.core.database_urls import postgres_url, url_scheme
 from shared.core.errors import RoadmapError
 from shared.core.settings import MEMORY_DB_ENV, cache_dir
 
@@ -83,13 +85,24 @@ def check_thread_id(thread_id: str) -> str:
     return thread_id
 
 
-def memory_path(db: Path | str | None = None) -> Path:
+def memory_target(db: Path | str | None = None) -> Path | str:
     """Where conversations are kept: ``db`` (``--db``), else ``ROADMAP_MEMORY_DB``, else the cache.
 
     Returns:
-        The database path (``cache_dir()/memory.sqlite`` by default); its folder is created.
+        A PostgreSQL URL (``postgresql://...``), or the database file (``cache_dir()/memory.sqlite``
+        by default), whose folder is created.
+
+    Raises:
+        RoadmapError: A URL with another scheme than ``postgresql://`` or ``postgres://``.
+
+    Example:
+        >>> memory_target("postgres://mina@db.example/chats")
+        'postgresql://mina@db.example/chats'
     """
     chosen = db or os.environ.get(MEMORY_DB_ENV, "").strip() or cache_dir() / "memory.sqlite"
+    if isinstance(chosen, str) and url_scheme(chosen):
+        option = "--db" if db else MEMORY_DB_ENV
+        return postgres_url(chosen, option)
     path = Path(chosen).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
@@ -105,26 +118,9 @@ class ThreadInfo:
     updated: str
 
 
-def _is_locked(exc: sqlite3.Error) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
-
-
-def _one_line(text: object) -> str:
+def one_line(text: object) -> str:
     """``text`` with every run of whitespace (SQLite's reports hold newlines) as one space."""
     return " ".join(str(text).split())
-
-
-def _translate(exc: sqlite3.Error, path: Path) -> RoadmapError:
-    """A SQLite error as one sentence that says what to do next."""
-    if _is_locked(exc):
-        return RoadmapError(
-            f"the memory database {path} is locked by another process; wait for the other chat to finish "
-            "and try again, or pass --db with another file"
-        )
-    return RoadmapError(
-        f"the memory database {path} is damaged or not a SQLite database ({_one_line(exc)[:300]}); it was left "
-        "untouched: move it aside to start fresh, or pass --db with another file"
-    )
 
 
 class RefusedObject(Exception):
@@ -186,90 +182,47 @@ def _is_conversation(checkpoint: Any) -> bool:
     return isinstance(messages, list) and all(isinstance(message, BaseMessage) for message in messages)
 
 
-class CheckedSaver(SqliteSaver):
-    """``SqliteSaver`` whose reads refuse a checkpoint they cannot trust, with one line naming the thread.
-
-    Args:
-        conn: The open database.
-        path: The database file, for the error messages.
+class CheckedReads:
+    """Mixin for a LangGraph saver: reads refuse a checkpoint they cannot trust, with one line naming
+    the thread. The saver sets ``where``: the database, as messages show it.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        super().__init__(conn, serde=CheckpointSerializer())
-        self.path = path
+    where: str
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """The latest (or the given) checkpoint of a thread, checked.
 
         Raises:
             RoadmapError: The checkpoint names an object the project never stores, or it
-                cannot be decoded into a conversation (a damaged or rewritten file).
+                cannot be decoded into a conversation (a damaged or rewritten database).
         """
         thread_id = config["configurable"]["thread_id"]
-        where = f"thread {thread_id!r} of the memory database {self.path}"
+        where = f"thread {thread_id!r} of the memory database {self.where}"
         fix = (f"it was not loaded: delete the thread with: roadmap threads delete {shlex.quote(str(thread_id))}, "
-               "or pass --db with another file")
+               "or pass --db with another database")
         try:
-            found = super().get_tuple(config)
+            found = super().get_tuple(config)  # type: ignore[misc]
         except RefusedObject as exc:
-            raise RoadmapError(f"{where} holds {_one_line(exc)}, which a conversation never stores; {fix}") from None
+            raise RoadmapError(f"{where} holds {one_line(exc)}, which a conversation never stores; {fix}") from None
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
-            raise RoadmapError(f"{where} is damaged ({type(exc).__name__}: {_one_line(exc)[:200]}); {fix}") from None
+            raise RoadmapError(f"{where} is damaged ({type(exc).__name__}: {one_line(exc)[:200]}); {fix}") from None
         if found is not None and not _is_conversation(found.checkpoint):
             raise RoadmapError(f"{where} is damaged (its checkpoint is not a conversation); {fix}")
         return found
 
 
-def _retry(action: Callable[[], T], timeout: float) -> T:
-    """Run ``action``, retrying with jittered exponential backoff while the database is locked.
-
-    SQLite's busy timeout covers most waits; some (a reader upgrading to a writer in WAL mode)
-    fail at once with ``database is locked`` and are only cured by trying again.
-    """
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
-            return action()
-        except sqlite3.OperationalError as exc:
-            if not _is_locked(exc) or time.monotonic() + delay > deadline:
-                raise
-        time.sleep(delay * random.uniform(0.5, 1.5))
-        delay = min(delay * 2, 0.05)
-
-
-class Memory:
+class Memory(ABC):
     """An open memory database. Use ``open_memory()``; close it (or use ``with``) when done.
 
     Attributes:
-        path: The database file.
-        saver: The LangGraph ``SqliteSaver`` to pass as ``checkpointer=`` when compiling a graph.
+        saver: The LangGraph checkpointer to pass as ``checkpointer=`` when compiling a graph.
+        where: The database as messages show it: the file, or the URL without its password.
+        timeout: Seconds to wait for the turn lock (and, with SQLite, for a locked file).
     """
 
-    def __init__(self, path: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.path = path
-        self.timeout = timeout
-        self._conn: sqlite3.Connection | None = None
-        self._lock_conn: sqlite3.Connection | None = None
-        try:
-            # Note: sqlite3.connect never fails on a file that is not a database; the first
-            # statement does, and it reads the file without changing it.
-            self._conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False)
-            self._conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            self.saver = CheckedSaver(self._conn, path)
-            _retry(self._check_and_setup, timeout)
-        except sqlite3.Error as exc:
-            self.close()
-            raise _translate(exc, path) from None
-
-    def _check_and_setup(self) -> None:
-        assert self._conn is not None
-        problems = [row[0] for row in self._conn.execute("PRAGMA quick_check").fetchall()]
-        if problems != ["ok"]:
-            raise sqlite3.DatabaseError(f"integrity check: {'; '.join(str(p) for p in problems[:3])}")
-        # WAL lets readers work while a writer commits; the saver also asks for it on setup.
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self.saver.setup()
+    saver: BaseCheckpointSaver
+    where: str
+    timeout: float
 
     def __enter__(self) -> Memory:
         return self
@@ -277,41 +230,58 @@ class Memory:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @abstractmethod
     def close(self) -> None:
         """Close the database connections (safe to call twice)."""
-        for conn in (self._conn, self._lock_conn):
-            if conn is not None:
-                conn.close()
-        self._conn = self._lock_conn = None
 
-    @contextmanager
+    @abstractmethod
+    def reopen(self) -> Memory:
+        """Another connection to the same database (the web server reads on its own)."""
+
+    @abstractmethod
     def guard(self) -> Iterator[None]:
-        """Turn SQLite errors raised inside the block into a ``RoadmapError`` naming the file."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from None
+        """A context manager turning database errors raised inside it into a ``RoadmapError``."""
+
+    @abstractmethod
+    def _run(self, action: Callable[[], T]) -> T:
+        """Run a database action (retried while SQLite reports the file locked)."""
+
+    @abstractmethod
+    def _lock(self, thread_id: str) -> Iterator[None]:
+        """A context manager holding the turn lock of ``thread_id``."""
+
+    @abstractmethod
+    def _thread_ids(self) -> list[str]:
+        """The id of every stored thread."""
+
+    @abstractmethod
+    def _has_thread(self, thread_id: str) -> bool:
+        """Whether any checkpoint of the thread is stored."""
+
+    @abstractmethod
+    def _latest_id(self, thread_id: str) -> str:
+        """The largest checkpoint id of the thread ("" if none)."""
+
+    @abstractmethod
+    def _drop_after(self, thread_id: str, checkpoint_id: str) -> None:
+        """Delete what the thread stored after ``checkpoint_id``."""
+
+    @abstractmethod
+    def integrity(self) -> str:
+        """``"ok"`` for a healthy database, else what is wrong."""
 
     @contextmanager
-    def turn(self) -> Iterator[None]:
-        """Hold the turn lock: no other process reads or writes a turn meanwhile.
+    def turn(self, thread_id: str) -> Iterator[None]:
+        """Hold the turn lock of ``thread_id``: no other process reads or writes a turn of it meanwhile.
+
+        SQLite's lock covers the whole file; PostgreSQL's covers the one thread.
 
         Raises:
             RoadmapError: Another process held the lock for longer than the timeout, or a
                 database error happened inside the block.
         """
-        if self._lock_conn is None:
-            lock_file = self.path.with_name(self.path.name + "-turn.lock")
-            self._lock_conn = sqlite3.connect(lock_file, timeout=0, isolation_level=None, check_same_thread=False)
-        lock = self._lock_conn
-        with self.guard():
-            # BEGIN IMMEDIATE takes the file's write lock; retrying ourselves (timeout 0)
-            # keeps the wait jittered, so two busy processes take turns rather than collide.
-            _retry(lambda: lock.execute("BEGIN IMMEDIATE"), self.timeout)
-            try:
-                yield
-            finally:
-                lock.execute("ROLLBACK")
+        with self.guard(), self._lock(thread_id):
+            yield
 
     def _read(self, thread_id: str) -> tuple[list[BaseMessage], str] | None:
         latest = self.saver.get_tuple({"configurable": {"thread_id": thread_id}})
@@ -323,24 +293,22 @@ class Memory:
         """The messages of a thread, oldest first (empty for a thread never used).
 
         Raises:
-            RoadmapError: The database is locked beyond the timeout or damaged.
+            RoadmapError: The database is locked beyond the timeout, unreachable or damaged.
         """
         with self.guard():
-            found = _retry(lambda: self._read(thread_id), self.timeout)
+            found = self._run(lambda: self._read(thread_id))
         return found[0] if found else []
 
     def threads(self) -> list[ThreadInfo]:
         """Every stored thread, most recently updated first.
 
         Raises:
-            RoadmapError: The database is locked beyond the timeout or damaged.
+            RoadmapError: The database is locked beyond the timeout, unreachable or damaged.
         """
 
         def read_all() -> list[ThreadInfo]:
-            assert self._conn is not None
-            ids = [row[0] for row in self._conn.execute("SELECT DISTINCT thread_id FROM checkpoints")]
             infos = []
-            for thread_id in ids:
+            for thread_id in self._thread_ids():
                 found = self._read(thread_id)
                 if found is not None:
                     messages, updated = found
@@ -349,19 +317,12 @@ class Memory:
             return sorted(infos, key=lambda info: info.updated, reverse=True)
 
         with self.guard():
-            return _retry(read_all, self.timeout)
+            return self._run(read_all)
 
     def exists(self, thread_id: str) -> bool:
         """Whether the thread has anything stored."""
-        assert self._conn is not None
         with self.guard():
-            row = _retry(
-                lambda: self._conn.execute(
-                    "SELECT 1 FROM checkpoints WHERE thread_id = ? LIMIT 1", (thread_id,)
-                ).fetchone(),
-                self.timeout,
-            )
-        return row is not None
+            return self._run(lambda: self._has_thread(thread_id))
 
     def delete(self, thread_id: str) -> None:
         """Delete a thread and all its checkpoints (waits for a turn in flight to finish).
@@ -369,33 +330,49 @@ class Memory:
         Raises:
             RoadmapError: No such thread; the database is locked beyond the timeout or damaged.
         """
-        with self.turn():
+        with self.turn(thread_id):
             if not self.exists(thread_id):
-                raise RoadmapError(f"there is no thread {thread_id!r} in {self.path}; list them with: roadmap threads")
-            _retry(lambda: self.saver.delete_thread(thread_id), self.timeout)
+                raise RoadmapError(f"there is no thread {thread_id!r} in {self.where}; list them with: roadmap threads")
+            self._run(lambda: self.saver.delete_thread(thread_id))
 
-    def integrity(self) -> str:
-        """SQLite's full ``integrity_check`` result: ``"ok"`` for a healthy file."""
-        assert self._conn is not None
+    def latest_checkpoint(self, thread_id: str) -> str:
+        """The id of the thread's latest checkpoint, ``""`` for a thread never used (see ``undo_after``)."""
         with self.guard():
-            return "; ".join(row[0] for row in self._conn.execute("PRAGMA integrity_check"))
+            return self._run(lambda: self._latest_id(thread_id))
+
+    def undo_after(self, thread_id: str, checkpoint_id: str) -> None:
+        """Delete every checkpoint (and pending write) the thread stored after ``checkpoint_id``.
+
+        Checkpoint ids grow with time (the saver's "latest" is the largest), so what a failed
+        turn wrote is exactly what comes after the id ``latest_checkpoint`` gave before it.
+        """
+        with self.guard():
+            self._run(lambda: self._drop_after(thread_id, checkpoint_id))
 
 
 def open_memory(db: Path | str | None = None, timeout: float = DEFAULT_TIMEOUT) -> Memory:
     """Open (creating if needed) the memory database.
 
     Args:
-        db: The database file; ``None`` means ``ROADMAP_MEMORY_DB``, else ``cache_dir()/memory.sqlite``.
+        db: A database file or a ``postgresql://`` URL; ``None`` means ``ROADMAP_MEMORY_DB``,
+            else ``cache_dir()/memory.sqlite``.
         timeout: Seconds to wait for another process holding the database or the turn lock.
 
     Returns:
         An open ``Memory``; use it in a ``with`` block or call ``close()``.
 
     Raises:
-        RoadmapError: The path is a folder, the file is not a healthy SQLite database (it is
-            left untouched), or the database stays locked beyond ``timeout``.
+        RoadmapError: A URL of another scheme; the path is a folder, the file is not a healthy
+            SQLite database (it is left untouched), or the database stays locked beyond
+            ``timeout``; the PostgreSQL server cannot be reached.
     """
-    path = memory_path(db)
-    if path.is_dir():
-        raise RoadmapError(f"the memory database {path} is a folder; pass --db with a file path")
-    return Memory(path, timeout)
+    target = memory_target(db)
+    if isinstance(target, str):
+        from shared.memory.postgres_memory import PostgresMemory
+
+        return PostgresMemory(target, timeout)
+    if target.is_dir():
+        raise RoadmapError(f"the memory database {target} is a folder; pass --db with a file path")
+    from shared.memory.sqlite_memory import SqliteMemory
+
+    return SqliteMemory(target, timeout)

@@ -1,11 +1,9 @@
 """Retrievers over a ``VectorIndex``: dense (by meaning), lexical (BM25), or both fused.
 
-Why lexical search too: all-MiniLM-L6-v2 was trained on English; its tokenizer breaks Hangul
-into jamo pieces, so Korean questions find Korean passages poorly by meaning alone. BM25
-matches words instead - and Hangul character bigrams, which survive Korean particles
-("보증기간은" and "보증 기간" share "보증") - and needs no model at all. The two rankings are
-merged with reciprocal rank fusion, which uses only ranks, so the two kinds of score never
-have to be made comparable.
+Why lexical search too: the embedded MiniLM model finds Korean passages poorly by meaning alone;
+BM25 over words and Hangul bigrams (``shared/rag/lexical.py``) does not need a model. The two
+rankings are merged with reciprocal rank fusion, which uses only ranks, so the two kinds of
+score never have to be made comparable.
 
 Example, over an index of the shop's documents (``"fake"`` embeddings, in a temporary folder):
     >>> import tempfile
@@ -21,74 +19,19 @@ Example, over an index of the shop's documents (``"fake"`` embeddings, in a temp
 
 from __future__ import annotations
 
-import math
-import re
-from collections import Counter
 from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict, PrivateAttr
+from pydantic import ConfigDict
 
 from shared.core.errors import RoadmapError
 from shared.core.settings import RETRIEVAL_MODES
+from shared.rag.lexical import BM25
 from shared.rag.vectorstore import VectorIndex
 
 RRF_K = 60
-_WORD = re.compile(r"[0-9a-z]+(?:[.,][0-9]+)*|[\uac00-\ud7a3]+")
-
-
-def tokenize(text: str) -> list[str]:
-    """Split text into search terms: lower-cased Latin words and numbers, Hangul bigrams.
-
-    Example:
-        >>> tokenize("Aurora 보증기간은 24개월")
-        ['aurora', '보증', '증기', '기간', '간은', '24', '개월']
-    """
-    terms: list[str] = []
-    for word in _WORD.findall(text.lower()):
-        if "\uac00" <= word[0] <= "\ud7a3" and len(word) > 1:
-            terms.extend(word[i : i + 2] for i in range(len(word) - 1))
-        else:
-            terms.append(word)
-    return terms
-
-
-class BM25:
-    """Okapi BM25 over a fixed list of documents (a few hundred chunks: pure Python is enough).
-
-    Args:
-        documents: The chunks to search.
-        k1: Term-frequency saturation.
-        b: Length normalisation.
-    """
-
-    def __init__(self, documents: list[Document], k1: float = 1.5, b: float = 0.75) -> None:
-        self.documents = documents
-        self.k1, self.b = k1, b
-        self.counts = [Counter(tokenize(doc.page_content)) for doc in documents]
-        self.lengths = [sum(c.values()) for c in self.counts]
-        self.average = (sum(self.lengths) / len(self.lengths)) if self.lengths else 0.0
-        frequency = Counter(term for counts in self.counts for term in counts)
-        n = len(documents)
-        self.idf = {term: math.log(1 + (n - df + 0.5) / (df + 0.5)) for term, df in frequency.items()}
-
-    def search(self, query: str, k: int) -> list[tuple[Document, float]]:
-        """Return up to ``k`` documents sharing terms with ``query``, best first, with scores."""
-        terms = [t for t in set(tokenize(query)) if t in self.idf]
-        scored = []
-        for doc, counts, length in zip(self.documents, self.counts, self.lengths):
-            score = 0.0
-            for term in terms:
-                tf = counts.get(term, 0)
-                if tf:
-                    norm = self.k1 * (1 - self.b + self.b * length / (self.average or 1))
-                    score += self.idf[term] * tf * (self.k1 + 1) / (tf + norm)
-            if score > 0:
-                scored.append((doc, score))
-        scored.sort(key=lambda pair: -pair[1])
-        return scored[:k]
 
 
 def reciprocal_rank_fusion(rankings: list[list[Document]], k: int = RRF_K) -> list[tuple[Document, float]]:
@@ -130,7 +73,6 @@ class Retriever(BaseRetriever):
     mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
     mmr: bool = False
     fetch_k: int = 20
-    _bm25: BM25 | None = PrivateAttr(default=None)
 
     def model_post_init(self, context: Any) -> None:
         if self.k < 1:
@@ -140,10 +82,8 @@ class Retriever(BaseRetriever):
 
     @property
     def bm25(self) -> BM25:
-        """The lexical index, built from the vector index's chunks on first use."""
-        if self._bm25 is None:
-            self._bm25 = BM25(self.index.documents())
-        return self._bm25
+        """The lexical index, saved with the vector index."""
+        return self.index.lexical
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         if self.mode == "dense":

@@ -1,4 +1,7 @@
-"""Two processes chatting on one thread of one database at once lose no turn and corrupt nothing."""
+"""Two processes chatting on one thread of one database at once lose no turn and corrupt nothing.
+
+The same test runs on a SQLite file and on a PostgreSQL server (``tests/shared/conftest.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +10,24 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from shared.memory.store import open_memory
 
 ROOT = Path(__file__).resolve().parents[3]
 TURNS = 100
 
 
-def test_two_processes_times_100_turns_on_one_thread(tmp_path):
-    db = tmp_path / "memory.sqlite"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "memory.sqlite")
+    return request.getfixturevalue("postgres_url")
+
+
+def test_two_processes_times_100_turns_on_one_thread(db):
     command = [sys.executable, "-m", "roadmap.cli.main", "--model", "fake", "chat", "--thread", "shared",
-               "--db", str(db)]
+               "--db", db]
     writers = [
         subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT

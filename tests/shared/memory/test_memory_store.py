@@ -11,7 +11,7 @@ from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 from shared.core.errors import RoadmapError
-from shared.memory.store import check_thread_id, memory_path, open_memory
+from shared.memory.store import check_thread_id, memory_target, open_memory
 
 
 def echo_graph(saver):
@@ -23,16 +23,40 @@ def echo_graph(saver):
 
 
 def say(memory, thread_id, text):
-    with memory.turn():
+    with memory.turn(thread_id):
         echo_graph(memory.saver).invoke({"messages": [("user", text)]}, {"configurable": {"thread_id": thread_id}})
 
 
 def test_path_from_option_env_or_cache(tmp_path, monkeypatch):
-    assert memory_path(tmp_path / "a.sqlite") == tmp_path / "a.sqlite"
+    assert memory_target(tmp_path / "a.sqlite") == tmp_path / "a.sqlite"
     monkeypatch.setenv("ROADMAP_MEMORY_DB", str(tmp_path / "env" / "b.sqlite"))
-    assert memory_path() == tmp_path / "env" / "b.sqlite"
+    assert memory_target() == tmp_path / "env" / "b.sqlite"
     monkeypatch.delenv("ROADMAP_MEMORY_DB")
-    assert memory_path() == (tmp_path / "cache" / "memory.sqlite").resolve()
+    assert memory_target() == (tmp_path / "cache" / "memory.sqlite").resolve()
+
+
+def test_a_postgres_url_is_a_url_not_a_file_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert memory_target("postgres://mina@db.example:5432/chats") == "postgresql://mina@db.example:5432/chats"
+    monkeypatch.setenv("ROADMAP_MEMORY_DB", "postgresql://mina@db.example/chats")
+    assert memory_target() == "postgresql://mina@db.example/chats"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["mysql://mina@db/chats", "http://db.example/chats", "postgres+foo://db/chats",
+                                 "sqlite:///tmp/m.sqlite"])
+def test_a_url_of_another_scheme_is_one_clear_line(tmp_path, monkeypatch, url):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RoadmapError, match=r"^--db .*: the scheme '.*' is not supported; use a file path or a "
+                                           r"PostgreSQL URL, e\.g\. postgresql://"):
+        open_memory(url)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_password_never_shows_in_a_message(monkeypatch):
+    with pytest.raises(RoadmapError) as raised:
+        open_memory("mysql://mina:hunter2@db/chats")
+    assert "hunter2" not in str(raised.value) and "mina:***@db" in str(raised.value)
 
 
 def test_history_survives_reopening_like_a_process_restart(tmp_path):
@@ -117,7 +141,7 @@ def test_locked_database_beyond_the_timeout_is_a_clear_error(tmp_path):
 def test_a_turn_in_flight_elsewhere_blocks_until_the_timeout(tmp_path):
     db = tmp_path / "memory.sqlite"
     with open_memory(db) as first, open_memory(db, timeout=0.2) as second:
-        with first.turn():
+        with first.turn("t"):
             with pytest.raises(RoadmapError, match="is locked by another process"):
                 say(second, "t", "hello")
         say(second, "t", "hello")

@@ -4,7 +4,7 @@ from langchain_core.documents import Document
 from shared.core.errors import RoadmapError
 from shared.models.embeddings import HashingEmbeddings
 from shared.rag.documents import SplitSettings
-from shared.rag.retrieval import BM25, Retriever, reciprocal_rank_fusion, tokenize
+from shared.rag.retrieval import Retriever, reciprocal_rank_fusion
 from shared.rag.vectorstore import sync_index
 
 
@@ -15,18 +15,6 @@ def index(tiny_docs):
 
 def doc(chunk_id, text=""):
     return Document(page_content=text, metadata={"chunk_id": chunk_id, "source": f"{chunk_id}.md"})
-
-
-def test_tokenize_splits_hangul_into_bigrams_and_keeps_numbers():
-    expected = ["glow", "보온", "온시", "시간", "간은", "45", "분", "1.2", "리터"]
-    assert tokenize("Glow 보온시간은 45분, 1.2리터") == expected
-
-
-def test_bm25_ranks_by_shared_terms():
-    docs = [doc("a", "the fan has four speeds"), doc("b", "the lamp warranty is long"), doc("c", "보온 시간은 45분")]
-    bm25 = BM25(docs)
-    assert [d.metadata["chunk_id"] for d, _ in bm25.search("lamp warranty", 3)] == ["b"]
-    assert [d.metadata["chunk_id"] for d, _ in bm25.search("보온시간", 3)] == ["c"]
 
 
 def test_reciprocal_rank_fusion_rewards_agreement():

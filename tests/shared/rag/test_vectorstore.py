@@ -1,13 +1,15 @@
+import io
 import json
 import pickle
 
+import numpy as np
 import pytest
 
 from shared.core.errors import RoadmapError
 from shared.core.files import file_sha256
 from shared.models.embeddings import HashingEmbeddings
 from shared.rag.documents import SplitSettings
-from shared.rag.vectorstore import CHUNKS, MANIFEST, VECTORS, index_location, sync_index
+from shared.rag.vectorstore import CHUNKS, LEXICAL, MANIFEST, VECTORS, index_location, sync_index
 
 
 def sync(docs, warnings=None, spec="fake"):
@@ -76,7 +78,7 @@ def test_damaged_chunks_are_rebuilt(tiny_docs):
 
 def test_the_index_is_saved_without_pickles_and_loaded_without_unpickling(tiny_docs, monkeypatch):
     index, _ = sync(tiny_docs)
-    assert sorted(path.name for path in index.location.iterdir()) == [CHUNKS, VECTORS, MANIFEST]
+    assert sorted(path.name for path in index.location.iterdir()) == [CHUNKS, VECTORS, LEXICAL, MANIFEST]
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, lambda *args, **kwargs: pytest.fail("something was unpickled"))
     loaded, report = sync(tiny_docs)
@@ -111,6 +113,30 @@ def test_a_planted_pickle_with_matching_hashes_is_never_read(tiny_docs, tmp_path
     assert len(warnings) == 1 and "rebuilding" in warnings[0]
     assert not (location / "index.pkl").exists()
     assert sources(rebuilt, "Whirl fan speeds") == ["fan.txt"]
+
+
+@pytest.mark.parametrize("damage", ["pickled object array", "not an npz", "a chunk out of range"])
+def test_a_planted_or_damaged_lexical_index_is_refused_and_rebuilt(tiny_docs, tmp_path, damage):
+    index, _ = sync(tiny_docs)
+    location, marker = index.location, tmp_path / "ran"
+    arrays = dict(np.load(location / LEXICAL))
+    buffer = io.BytesIO()
+    if damage == "pickled object array":
+        np.savez(buffer, **{**arrays, "data": np.array([Planted(marker)], dtype=object)}, allow_pickle=True)
+    elif damage == "a chunk out of range":
+        np.savez(buffer, **{**arrays, "indices": arrays["indices"] + 1000})
+    else:
+        buffer.write(b"PK not really a zip")
+    (location / LEXICAL).write_bytes(buffer.getvalue())
+    manifest = json.loads((location / MANIFEST).read_text(encoding="utf-8"))
+    manifest["index_sha256"][LEXICAL] = file_sha256(location / LEXICAL)
+    (location / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    warnings = []
+    rebuilt, report = sync(tiny_docs, warnings)
+    assert not marker.exists()
+    assert report.rebuilt.startswith(f"{LEXICAL} could not be loaded")
+    assert len(warnings) == 1 and "rebuilding" in warnings[0]
+    assert [d.metadata["source"] for d, _ in rebuilt.lexical.search("Whirl fan speeds", 1)] == ["fan.txt"]
 
 
 def nested(depth):
