@@ -1,6 +1,6 @@
 """Baseline for step 5: langchain-community's ``ChatLlamaCpp`` with plain ``bind_tools``.
 
-Runs the tool-choice evaluation set (``data/eval/tools.jsonl``) through ``ChatLlamaCpp`` on the
+Runs the tool-choice evaluation set (``data/eval/validation/tools.jsonl``) through ``ChatLlamaCpp`` on the
 same GGUF file as ``roadmap eval tools`` uses, with the same tools, system prompt and scoring,
 so the two figures compare like for like. Plain ``bind_tools`` means no ``tool_choice``: that
 is how an application that lets the model decide would call it.
@@ -61,7 +61,7 @@ def baseline_decider(model_path: str, tools: list, n_ctx: int, max_tokens: int, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="local", help="local, local-small or local:PATH (default: local)")
-    parser.add_argument("--set", type=Path, default=ROOT / "data" / "eval" / "tools.jsonl")
+    parser.add_argument("--set", type=Path, default=ROOT / "data" / "eval" / "validation" / "tools.jsonl")
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--max-tokens", type=int, default=64,
                         help="reply budget; a tool call comes first (default: 64)")

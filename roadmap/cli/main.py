@@ -12,10 +12,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from roadmap.cli.agent_commands import cmd_agent, cmd_eval_agent, cmd_eval_tools
+from roadmap.cli.agent_commands import cmd_agent
 from roadmap.cli.chat_commands import cmd_chat, cmd_threads
-from roadmap.cli.docs_commands import cmd_ask, cmd_eval_rag
+from roadmap.cli.docs_commands import cmd_ask
 from roadmap.cli.doctor import cmd_doctor
+from roadmap.cli.eval_commands import AGENT_MAX_TOKENS, cmd_eval_agent, cmd_eval_all, cmd_eval_rag, cmd_eval_tools
 from roadmap.cli.finetune_commands import add_finetune_commands
 from roadmap.cli.serve_command import cmd_serve
 from shared.core.commands import (
@@ -125,7 +126,6 @@ def build_parser() -> ArgumentParser:
                     json_help="each step prints one JSON object (JSON Lines) instead of the lesson")
     tour.set_defaults(handler=cmd_tour)
 
-    from shared.core.files import DATA_DIR
 
     ask = add_verb(commands, "ask", help="answer a question from your documents, citing sources (step 3)",
                    json_help='print {"answer", "sources"} as JSON')
@@ -134,33 +134,44 @@ def build_parser() -> ArgumentParser:
     ask.set_defaults(handler=cmd_ask)
 
     evaluate = add_verb(commands, "eval",
-                        help="measure a pipeline on a question set (eval rag, eval tools, eval agent)")
+                        help="measure a pipeline on a question set (eval rag, tools, agent, or all three)")
     suites = evaluate.add_subparsers(dest="suite", metavar="SUITE", required=True)
-    rag = add_verb(suites, "rag", help="retrieval hit@k and MRR, answer accuracy, refusal rate")
+    split_help = ("question split: validation (default; tune on it) or test (held out: only for a reported "
+                  "figure, and it says so)")
+
+    def add_set_options(parser: argparse.ArgumentParser, suite: str) -> None:
+        parser.add_argument("--split", choices=["validation", "test"], default="validation", help=split_help)
+        parser.add_argument("--set", type=Path, help=f"a JSONL question set of your own (default: "
+                            f"data/eval/SPLIT/{suite}.jsonl)")
+
+    rag = add_verb(suites, "rag", help="retrieval hit@k and MRR, answer accuracy, language, citations, refusals")
     add_docs_options(rag, embeddings=False)
-    rag.add_argument("--set", type=Path, default=DATA_DIR / "eval" / "rag.jsonl",
-                     help="JSONL question set (default: data/eval/rag.jsonl)")
+    add_set_options(rag, "rag")
     rag.add_argument("--retrieval-only", action="store_true", help="measure retrieval only; no chat model")
     rag.set_defaults(handler=cmd_eval_rag)
-    tools = add_verb(suites, "tools", help="how often the model calls the right tool with usable arguments (step 5)")
-    tools.add_argument("--set", type=Path, default=DATA_DIR / "eval" / "tools.jsonl",
-                       help="JSONL question set (default: data/eval/tools.jsonl)")
+    tools = add_verb(suites, "tools", help="how often the model calls the right tool with arguments that run (step 5)")
+    add_set_options(tools, "tools")
     tools.add_argument("--examples", action="store_true",
                        help="show the model few-shot decisions (shared/tools/toolbox.py)")
     tools.set_defaults(handler=cmd_eval_tools)
 
     agent_eval = add_verb(suites, "agent",
-                          help="the agent loop: right tools, valid arguments, right answers, model calls (step 6)")
-    agent_eval.add_argument("--set", type=Path, default=DATA_DIR / "eval" / "agent.jsonl",
-                            help="JSONL question set (default: data/eval/agent.jsonl)")
+                          help="the agent loop: tools in order, tools that ran, answers, model calls (step 6)")
+    add_set_options(agent_eval, "agent")
     agent_eval.add_argument("--no-examples", dest="examples", action="store_false",
                             help="do not show the model few-shot decisions (to measure what they add)")
     agent_eval.add_argument("--no-plan", dest="plan", action="store_false",
                             help="let the model choose each tool as it goes, without a plan (to measure what it adds)")
-    agent_eval.add_argument("--split", choices=["dev", "test"], help="run only this part of the set")
-    agent_eval.add_argument("--max-tokens", type=int_in(1, MAX_ANSWER_TOKENS), default=120,
-                            help="longest answer in tokens (default: 120)")
+    agent_eval.add_argument("--max-tokens", type=int_in(1, MAX_ANSWER_TOKENS), default=AGENT_MAX_TOKENS,
+                            help=f"longest answer in tokens (default: {AGENT_MAX_TOKENS})")
     agent_eval.set_defaults(handler=cmd_eval_agent)
+
+    every = add_verb(suites, "all", help="RAG, tools and agent on one split, in one report (docs/evaluation.md)",
+                     json_help="print the whole report (settings, figures, every answer) as JSON")
+    add_docs_options(every, embeddings=False)
+    every.add_argument("--split", choices=["validation", "test"], default="validation", help=split_help)
+    every.add_argument("--out", type=Path, help="also write the report to this JSON file")
+    every.set_defaults(handler=cmd_eval_all)
 
     db_help = "memory database file (default: $ROADMAP_MEMORY_DB, else memory.sqlite in the cache)"
     chat = add_verb(commands, "chat", help="chat with memory: a REPL, or one turn with --message (step 4)",

@@ -15,8 +15,9 @@ cut exactly as step 3's index cuts the documents.
 
 Splits are deterministic, by hash, so a rebuild never moves an example:
 
-* the RAG evaluation set: an id whose SHA-256 falls in the lower half is held out - never
-  trained on, only measured (``rag_split``); ``check_no_overlap`` enforces it;
+* the RAG evaluation set's validation split: an id whose SHA-256 falls in the lower half is
+  held out - never trained on, only measured (``rag_split``); its test split is held out
+  whole; ``check_no_overlap`` enforces both;
 * examples and pairs: ``VALIDATION_SHARE`` of them, by the hash of their question (or of the
   whole example), go to the validation split.
 
@@ -45,7 +46,8 @@ from shared.finetune.validation import example_key, example_problems
 FINETUNE_DATA = DATA_DIR / "finetune"
 CURATED_EXAMPLES = FINETUNE_DATA / "examples.jsonl"
 TRAINING_QUESTIONS = FINETUNE_DATA / "questions.jsonl"
-RAG_SET = DATA_DIR / "eval" / "rag.jsonl"
+RAG_SET = DATA_DIR / "eval" / "validation" / "rag.jsonl"
+RAG_TEST_SET = DATA_DIR / "eval" / "test" / "rag.jsonl"  # never trained on, never measured here
 HELDOUT_SHARE = 0.5
 VALIDATION_SHARE = 0.1
 DATASET_FORMAT = 1
@@ -200,13 +202,13 @@ def passage_for(question: str, sources: list[str], expected: str, chunks: dict[s
     Raises:
         RoadmapError: None of the sources is in the documents folder.
     """
-    from shared.evaluation.suites import contains_fragment
+    from shared.evaluation.scoring import holds
     from shared.rag.retrieval import BM25
 
     candidates = [chunk for source in sources for chunk in chunks.get(source, [])]
     if not candidates:
         raise RoadmapError(f"none of the sources {', '.join(sources)} of {question!r} is in the documents folder")
-    holding = [c for c in candidates if expected and contains_fragment(c.page_content, expected)] or candidates
+    holding = [c for c in candidates if expected and holds(c.page_content, expected)] or candidates
     best = BM25(holding).search(question, 1)
     return best[0][0] if best else holding[0]
 
@@ -324,10 +326,11 @@ def build_dataset(
     kept, duplicates = _dedupe(found)
     pairs = retrieval_pairs(rows, rag_items, chunks)
     dataset = Dataset(duplicates=duplicates, heldout=heldout_questions(rag_items), validation_share=validation_share)
-    check_no_overlap([(p.id, p.question) for p in pairs], dataset.heldout)
+    never_trained = dataset.heldout + load_rag_set(RAG_TEST_SET)
+    check_no_overlap([(p.id, p.question) for p in pairs], never_trained)
     # A stored conversation may well contain a held-out question someone once asked: such an
     # example is dropped (and counted), not trained on.
-    heldout_texts = {normalise_question(item["question"]) for item in dataset.heldout}
+    heldout_texts = {normalise_question(item["question"]) for item in never_trained}
     clean = [e for e in kept
              if not any(m["role"] == "user" and normalise_question(str(m.get("content") or "")) in heldout_texts
                         for m in e.messages)]

@@ -255,13 +255,14 @@ def format_snippets(documents: list[Any]) -> str:
     return "\n".join(lines)
 
 
-def make_search_docs(retriever: Runnable | None = None) -> BaseTool:
+def make_search_docs(retriever: Runnable | None = None, embeddings: str | None = None) -> BaseTool:
     """Build the ``search_docs`` tool over a retriever.
 
     Args:
         retriever: Any runnable from a query to a list of ``Document``; ``None`` opens the
             project's knowledge base (``data/``, as step 3 does) on the first search, so
             binding the tool costs nothing.
+        embeddings: The embeddings spec of that knowledge base (``None``: the default).
 
     Returns:
         The tool.
@@ -271,7 +272,7 @@ def make_search_docs(retriever: Runnable | None = None) -> BaseTool:
     def opened() -> Runnable:
         from shared.rag.knowledge_base import open_retriever
 
-        return retriever if retriever is not None else open_retriever(DATA_DIR, None)
+        return retriever if retriever is not None else open_retriever(DATA_DIR, embeddings)
 
     @tool(parse_docstring=True)
     def search_docs(query: Annotated[str, Field(max_length=200)]) -> str:
@@ -346,16 +347,21 @@ TOOL_EXAMPLES: list[dict[str, Any]] = [
 ]
 
 
-def build_tools(retriever: Runnable | None = None, clock: Callable[[], datetime] | None = None) -> list[BaseTool]:
+def build_tools(
+    retriever: Runnable | None = None,
+    clock: Callable[[], datetime] | None = None,
+    embeddings: str | None = None,
+) -> list[BaseTool]:
     """The five tools, in ``TOOL_NAMES`` order.
 
     Args:
         retriever: The retriever for ``search_docs`` (``None``: the project's knowledge base,
             opened on the first search).
         clock: The clock of ``current_time`` (``None``: the real one).
+        embeddings: The embeddings spec of that knowledge base (``None``: the default).
 
     Returns:
         ``[calculator, current_time, unit_convert, search_docs, sql_query]``.
     """
     time_tool = make_current_time(clock) if clock else current_time
-    return [calculator, time_tool, unit_convert, make_search_docs(retriever), sql_query]
+    return [calculator, time_tool, unit_convert, make_search_docs(retriever, embeddings), sql_query]

@@ -64,7 +64,7 @@ def places(tmp_path, tiny_docs):
     sets = tmp_path / "sets"
     sets.mkdir()
     for name in ("rag", "tools", "agent"):
-        lines = (DATA_DIR / "eval" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        lines = (DATA_DIR / "eval" / "validation" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
         (sets / f"{name}.jsonl").write_text("\n".join(lines[:3]) + "\n", encoding="utf-8")
     (tmp_path / "garbage.jsonl").write_text("{not json\n", encoding="utf-8")
     return {

@@ -73,7 +73,8 @@ def test_the_wheel_holds_every_module_data_file_and_the_chat_page(install):
                for p in files_under(ROOT / folder) if p.suffix == ".py"}
     data = {f"shared/data/{p.relative_to(ROOT / 'data').as_posix()}" for p in files_under(ROOT / "data")}
     static = {p.relative_to(ROOT).as_posix() for p in files_under(ROOT / "roadmap" / "web" / "static")}
-    assert {"shared/data/shop.db", "shared/data/manuals/price-list-2026.pdf", "shared/data/eval/rag.jsonl"} <= data
+    assert {"shared/data/shop.db", "shared/data/manuals/price-list-2026.pdf", "shared/data/eval/validation/rag.jsonl",
+            "shared/data/eval/test/agent.jsonl"} <= data
     assert sorted((modules | data | static) - names) == []
 
 

@@ -310,8 +310,8 @@ def test_roadmap_agent_bad_input_is_one_line_exit_2(argv, message, capsys):
 def test_roadmap_eval_agent_on_the_fake(scripted, capsys, tmp_path):
     questions = tmp_path / "agent.jsonl"
     questions.write_text(
-        '{"id": "a", "question": "2 + 2?", "expected_tools": ["calculator"], "answer": ["4"], "split": "dev"}\n'
-        '{"id": "b", "question": "Say hi.", "expected_tools": [], "answer": ["hi"], "split": "test"}\n',
+        '{"id": "a", "question": "2 + 2?", "expected_tools": ["calculator"], "answer": ["4"]}\n'
+        '{"id": "b", "question": "Greet me.", "expected_tools": [], "answer": ["hi"]}\n',
         encoding="utf-8")
     scripted([tool_call("calculator", {"expression": "2 + 2"}), "It is 4.", "Hi!"])
     assert cli.main(["eval", "agent", "--model", "fake", "--set", str(questions)]) == 0
@@ -324,17 +324,23 @@ def test_roadmap_eval_agent_on_the_fake(scripted, capsys, tmp_path):
     assert payload["settings"]["clock"] == EVAL_CLOCK.isoformat() and payload["settings"]["examples"] is False
     assert payload["summary"][0]["right_tools"] == 0.5 and payload["results"][0]["called"] == []
     assert model.received_kwargs[0]["tool_examples"] == []
-    # One split, and no plan: the settings say so, and the model is not asked for one.
-    model = scripted(["Hi!"])
-    assert cli.main(["eval", "agent", "--model", "fake", "--set", str(questions), "--json", "--split", "test",
-                     "--no-plan"]) == 0
+    # No plan: the settings say so, and the model is not asked for one.
+    model = scripted(["Hi!", "Hi!"])
+    assert cli.main(["eval", "agent", "--model", "fake", "--set", str(questions), "--json", "--no-plan"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["settings"]["split"] == "test" and payload["settings"]["plan"] is False
-    assert [r["id"] for r in payload["results"]] == ["b"] and "tool_plan" not in model.received_kwargs[0]
-    only_dev = tmp_path / "dev.jsonl"
-    only_dev.write_text(questions.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
-    assert cli.main(["eval", "agent", "--model", "fake", "--set", str(only_dev), "--split", "test"]) == 2
-    assert "has no questions in the test split" in capsys.readouterr().err
+    assert payload["settings"]["set"] == str(questions) and payload["settings"]["plan"] is False
+    assert "tool_plan" not in model.received_kwargs[0]
+
+
+def test_the_test_split_is_chosen_by_name_and_says_what_it_is_for(capsys):
+    from roadmap.cli.eval_commands import _question_set
+    from shared.evaluation.suites import eval_set
+
+    args = cli.build_parser().parse_args(["eval", "agent", "--split", "test"])
+    assert _question_set(args, "agent") == eval_set("agent", "test")
+    assert "the test split is for reported figures only" in capsys.readouterr().err
+    args = cli.build_parser().parse_args(["eval", "agent"])
+    assert _question_set(args, "agent") == eval_set("agent", "validation") and capsys.readouterr().err == ""
 
 
 def test_eval_agent_rejects_a_malformed_set(tmp_path, capsys):
