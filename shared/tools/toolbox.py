@@ -303,46 +303,50 @@ TOOL_SYSTEM = (
 
 # Few-shot decisions for small local models (``bind_tools(tools, tool_examples=TOOL_EXAMPLES)``):
 # one per tool and two that need none, so no choice is favoured; then second rounds for an
-# agent (``result`` and ``next``): two that chain a second tool, three that stop and answer.
-# Note: none of them is a question of the evaluation sets in data/eval/.
+# agent (``result`` and ``next``): four that chain a second tool, three that stop and answer.
+# Note: the products, customers, cities, documents and numbers are made up - none is in the
+# evaluation sets (data/eval/) or the shop database - because a small model copies what its
+# examples show into its answers; tests/shared/tools/test_examples_leakage.py checks it.
 TOOL_EXAMPLES: list[dict[str, Any]] = [
-    {"question": "How much is 15 percent of 240?", "action": "calculator", "args": {"expression": "240 * 0.15"}},
-    {"question": "Write a short thank-you note to a customer.", "action": "answer"},
-    {"question": "What is the date today in Paris?", "action": "current_time", "args": {"timezone": "Europe/Paris"}},
-    {"question": "How many pounds is 3 kilograms?", "action": "unit_convert",
-     "args": {"value": 3, "from_unit": "kg", "to_unit": "lb"}},
-    {"question": "What does the warranty cover on the Breeze fan?", "action": "search_docs",
-     "args": {"query": "Breeze fan warranty coverage"}},
-    {"question": "How many orders has Choi Yuna placed?", "action": "sql_query",
+    {"question": "What's 43 percent of 1,630?", "action": "calculator", "args": {"expression": "1630 * 0.43"}},
+    {"question": "Give me three tips for packing a fragile vase.", "action": "answer"},
+    {"question": "What's the local time in Reykjavik?", "action": "current_time",
+     "args": {"timezone": "Atlantic/Reykjavik"}},
+    {"question": "How many teaspoons is 415 ml?", "action": "unit_convert",
+     "args": {"value": 415, "from_unit": "ml", "to_unit": "tsp"}},
+    {"question": "How do I descale the Tidal humidifier?", "action": "search_docs",
+     "args": {"query": "Tidal humidifier descaling"}},
+    {"question": "Did Novak Petra ever order from us?", "action": "sql_query",
      "args": {"query": "SELECT count(*) FROM orders JOIN customers ON customers.id = orders.customer_id "
-              "WHERE customers.name = 'Choi Yuna'"}},
-    {"question": "What is the largest ocean on Earth?", "action": "answer"},
-    {"question": "Who composed The Four Seasons?", "action": "answer"},
-    {"question": "What would 4 Pebble speakers cost at the database price?", "action": "sql_query",
-     "args": {"query": "SELECT price_won FROM products WHERE name LIKE '%Pebble speaker%'"},
-     "result": "price_won\n69000\n(1 row)", "next": {"action": "calculator", "args": {"expression": "69000 * 4"}}},
-    {"question": "What is the Breeze fan's blade size in inches, going by its manual?", "action": "search_docs",
-     "args": {"query": "Breeze fan blade size"},
-     "result": "[1] manuals/breeze-fan.md: The Breeze BF-20 is a quiet 30 cm desk and floor fan.",
-     "next": {"action": "unit_convert", "args": {"value": 30, "from_unit": "cm", "to_unit": "in"}}},
-    {"question": "What would Maru Care add to a 250000 won purchase, per the warranty policy?",
-     "action": "search_docs", "args": {"query": "Maru Care extended warranty cost"},
-     "result": "[1] policies/warranty.md: Maru Care adds 12 months to any product's warranty. "
-               "It costs 8% of the product price.",
-     "next": {"action": "calculator", "args": {"expression": "250000 * 0.08"}}},
-    {"question": "What time is it now where our customer Sato Haruka lives?", "action": "sql_query",
-     "args": {"query": "SELECT city, country FROM customers WHERE name = 'Sato Haruka'"},
-     "result": "city | country\nOsaka | JP\n(1 row)",
-     "next": {"action": "current_time", "args": {"timezone": "Asia/Tokyo"}}},
-    {"question": "How many Dal mood lamps are in stock?", "action": "sql_query",
-     "args": {"query": "SELECT stock FROM products WHERE name LIKE '%Dal mood lamp%'"},
+              "WHERE customers.name = 'Novak Petra'"}},
+    {"question": "How many legs does a spider have?", "action": "answer"},
+    {"question": "Who discovered penicillin?", "action": "answer"},
+    {"question": "What do 16 Kestrel blenders come to at today's shop price?", "action": "sql_query",
+     "args": {"query": "SELECT price_won FROM products WHERE name LIKE '%Kestrel blender%'"},
+     "result": "price_won\n47500\n(1 row)", "next": {"action": "calculator", "args": {"expression": "47500 * 16"}}},
+    {"question": "How long is the Nimbus air purifier's power cord in feet, per its manual?",
+     "action": "search_docs", "args": {"query": "Nimbus air purifier power cord length"},
+     "result": "[1] manuals/nimbus-purifier.md: The Nimbus air purifier has a 2.75 m power cord "
+               "and a washable pre-filter.",
+     "next": {"action": "unit_convert", "args": {"value": 2.75, "from_unit": "m", "to_unit": "ft"}}},
+    {"question": "What would the home-setup service charge for 29 devices?",
+     "action": "search_docs", "args": {"query": "home setup service price per device"},
+     "result": "[1] policies/home-setup.md: Home setup costs 16,500 won per device and is booked by phone.",
+     "next": {"action": "calculator", "args": {"expression": "16500 * 29"}}},
+    {"question": "Is it a good hour to phone Ortega Lucia, one of our customers?", "action": "sql_query",
+     "args": {"query": "SELECT city, country FROM customers WHERE name = 'Ortega Lucia'"},
+     "result": "city | country\nLima | PE\n(1 row)",
+     "next": {"action": "current_time", "args": {"timezone": "America/Lima"}}},
+    {"question": "Are any Lumo night lights left?", "action": "sql_query",
+     "args": {"query": "SELECT stock FROM products WHERE name LIKE '%Lumo night light%'"},
      "result": "stock\n0\n(1 row)", "next": {"action": "answer"}},
-    {"question": "How many cups are in 2 litres?", "action": "unit_convert",
-     "args": {"value": 2, "from_unit": "l", "to_unit": "cup"},
-     "result": "2 l = 8.4535 cup", "next": {"action": "answer"}},
-    {"question": "How long does shipping to Australia take?", "action": "search_docs",
-     "args": {"query": "shipping time Australia"},
-     "result": "[1] policies/shipping-international.md: | Australia | 6-8 business days | 17,000 won |",
+    {"question": "How many yards is 460 metres?", "action": "unit_convert",
+     "args": {"value": 460, "from_unit": "m", "to_unit": "yd"},
+     "result": "460 m = 503.062117235 yd", "next": {"action": "answer"}},
+    {"question": "Does the Orbit rice cooker keep rice warm overnight?", "action": "search_docs",
+     "args": {"query": "Orbit rice cooker keep warm"},
+     "result": "[1] manuals/orbit-rice-cooker.md: Keep-warm starts by itself after cooking and runs "
+               "until you switch the cooker off.",
      "next": {"action": "answer"}},
 ]
 
