@@ -33,7 +33,7 @@ from shared.core.console import Meter
 from shared.core.files import DATA_DIR, read_jsonl
 from shared.models.registry import get_chat_model
 from shared.tasks.task_chains import task_chain
-from shared.tasks.task_prompts import LABELS, TASKS
+from shared.tasks.task_prompts import LABELS, TASKS, OrderDetails
 
 
 class Ticket(BaseModel):
@@ -43,16 +43,6 @@ class Ticket(BaseModel):
     product: str | None = Field(description="the product mentioned, if any", max_length=60)
     urgency: Literal["low", "medium", "high"]
     summary: str = Field(description="one sentence of at most 20 words", max_length=240)
-
-
-class Order(BaseModel):
-    """The order details step 1's extraction prompt asks for."""
-
-    customer: str | None = Field(max_length=80)
-    product: str | None = Field(max_length=80)
-    quantity: int | None
-    city: str | None = Field(max_length=60)
-    deadline: str | None = Field(max_length=40)
 
 
 REPLY = ChatPromptTemplate.from_messages(
@@ -126,7 +116,9 @@ def build_resilient(model: BaseChatModel) -> Runnable:
     primary = task_chain(steady, "extract") | RunnableLambda(
         lambda order: {"order": order, "via": "prompt + JSON parser"}
     )
-    fallback = TASKS["extract"].prompt | model.with_structured_output(Order) | RunnableLambda(
+    # Both paths end in the same OrderDetails fields: step 1's parser validates the free JSON
+    # into it, and here the model's decoding is held to its schema.
+    fallback = TASKS["extract"].prompt | model.with_structured_output(OrderDetails) | RunnableLambda(
         lambda order: {"order": order.model_dump(), "via": "structured output"}
     )
     # New: a fallback, taken only when the primary chain raises one of these exceptions.

@@ -47,8 +47,12 @@ from shared.core.console import format_sources
 from shared.core.errors import RoadmapError
 from shared.memory.store import Memory
 
+# Note: the assistant's own identity is stated outright. Told only to "remember what the user
+# says about themselves", a small model answers "Hi! My name is Mina" with "Hello! I'm Mina".
 SYSTEM_PROMPT = (
-    "You are the helpful assistant of Maru, a small home-appliance shop. Answer briefly. "
+    "You are Maru's assistant, working for Maru, a small home-appliance shop. If you introduce "
+    "yourself, say \"I'm Maru's assistant\". The user is a customer: when they tell you their name, "
+    "it is their name, never yours - greet them by it. Answer briefly. "
     "Remember what the user tells you about themselves and use it when asked."
 )
 # When a model does not say how large its context is, assume a common small one.

@@ -8,6 +8,8 @@ The roadmap names three strengths of LLMs, each usable with nothing but a prompt
 * creative writing.
 
 Every task here is a ``Task``: a chat prompt, the parser for its reply, and an example input.
+Extraction fills an ``OrderDetails`` (``None`` for what a message does not say); step 2 asks for
+the same model through structured output.
 The running example is the support inbox of Maru, a small (fictional) electronics shop.
 """
 
@@ -16,12 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.exceptions import OutputParserException
 from langchain_core.output_parsers import (
     BaseOutputParser,
     JsonOutputParser,
     StrOutputParser,
 )
 from langchain_core.prompts import ChatPromptTemplate
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from shared.core.errors import RoadmapError
 
@@ -47,6 +51,60 @@ class LabelParser(BaseOutputParser[str]):
         return min(positions)[1] if positions else "unknown"
 
 
+# What small models write for "the message does not say" instead of a JSON null.
+NULL_WORDS = frozenset({"", "null", "none", "n/a"})
+
+
+class OrderDetails(BaseModel):
+    """The order details in a customer message; null for anything the message does not say."""
+
+    # Note: the docstring and the descriptions go into the JSON schema that structured output
+    # sends, so they speak to the model. Every field is required there: it must decide on each.
+
+    customer: str | None = Field(description="the customer's name, or null", max_length=80)
+    product: str | None = Field(description="the product ordered, or null", max_length=80)
+    quantity: int | None = Field(description="how many items, as a number, or null")
+    city: str | None = Field(description="the city to deliver to, or null", max_length=60)
+    deadline: str | None = Field(description="when the order is needed, or null", max_length=40)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unsaid_is_none(cls, data: Any) -> Any:
+        # A reply parsed from free JSON may leave a key out or say "null" as a string: both
+        # mean the message did not say, so both become None ("quantity": "null" is no error).
+        if not isinstance(data, dict):
+            return data
+        values = {name: data.get(name) for name in cls.model_fields}
+        return {
+            name: None if isinstance(value, str) and value.strip().lower() in NULL_WORDS else value
+            for name, value in values.items()
+        }
+
+
+class OrderParser(BaseOutputParser[dict[str, Any]]):
+    """Parse a JSON reply into the fields of an ``OrderDetails``, as a dict.
+
+    Code fences around the JSON are fine; every field is in the result, ``None`` where the
+    reply left it out or wrote ``"null"``.
+
+    Raises:
+        OutputParserException: The reply is not JSON, or does not fit ``OrderDetails``.
+
+    Example:
+        >>> OrderParser().parse('{"customer": "null", "product": "Breeze fan", "quantity": 3}')
+        {'customer': None, 'product': 'Breeze fan', 'quantity': 3, 'city': None, 'deadline': None}
+    """
+
+    def parse(self, text: str) -> dict[str, Any]:
+        data = JsonOutputParser().parse(text)
+        try:
+            return OrderDetails.model_validate(data).model_dump()
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"]) or "the reply"
+            raise OutputParserException(f"{where}: {problem['msg']}", llm_output=text) from exc
+
+
 ANALYZE = ChatPromptTemplate.from_messages(
     [
         (
@@ -64,7 +122,7 @@ EXTRACT = ChatPromptTemplate.from_messages(
             "system",
             "You extract order details from messages. Reply with one JSON object and nothing else, "
             'with the keys "customer", "product", "quantity" (a number), "city" and "deadline". '
-            "Use null for anything the message does not say.",
+            "Use null, without quotes, for anything the message does not say.",
         ),
         ("human", "{text}"),
     ]
@@ -134,7 +192,7 @@ TASKS: dict[str, Task] = {
             "extract",
             "NLP: extraction",
             EXTRACT,
-            JsonOutputParser(),
+            OrderParser(),
             "Hi, this is Kim Minji. Please send 2 Aurora desk lamps to our office in Busan - we need "
             "them before March 3.",
         ),

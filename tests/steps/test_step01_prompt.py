@@ -25,7 +25,8 @@ def test_main_streams_every_task_and_reports_usage(scripted, capsys):
     for capability in ("NLP: analysis", "NLP: extraction", "NLP: classification", "answering questions",
                        "creative writing"):
         assert f"== {capability}" in out
-    assert "parsed: {'customer': 'Kim Minji', 'quantity': 2}" in out
+    assert ("parsed: {'customer': 'Kim Minji', 'product': None, 'quantity': 2, 'city': None, 'deadline': None}"
+            in out)
     assert "parsed: 'complaint'" in out
     assert out.count("tokens (") == 5
     assert len(model.received) == 5
@@ -39,6 +40,21 @@ def test_main_json_with_own_input(scripted, capsys):
     assert result["output"] == "question" and result["input"] == "Do you ship to Jeju?"
     assert result["usage"]["total_tokens"] > 0 and result["error"] is None
     assert model.received[0][-1].content == "Do you ship to Jeju?"
+
+
+def test_extraction_gives_none_for_what_the_message_does_not_say(scripted, capsys):
+    # The embedded model wrote "customer": "null" - a string - for a message without a name.
+    reply = ('```json\n{"customer": "null", "product": "Breeze fan", "quantity": 3, "city": "Daegu", '
+             '"deadline": null}\n```')
+    model = scripted([reply])
+    text = "Please send 3 Breeze fans to Daegu."
+    assert main(["--model", "fake", "--task", "extract", "--input", text, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)["results"][0]
+    assert result["output"] == {"customer": None, "product": "Breeze fan", "quantity": 3, "city": "Daegu",
+                                "deadline": None}
+    assert result["error"] is None
+    system, human = model.received[0]
+    assert "null, without quotes" in system.text and human.text == text
 
 
 def test_unparseable_extraction_is_reported_not_raised(scripted, capsys):

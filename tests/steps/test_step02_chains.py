@@ -52,13 +52,32 @@ def test_structured_output_is_a_ticket_and_asks_for_its_schema():
 def test_resilient_uses_the_parser_first_and_falls_back_on_bad_json():
     good = ScriptedChatModel(responses=['{"customer": "Kim", "quantity": 2}'])
     assert build_resilient(good).invoke({"text": "Kim wants 2"}) == {
-        "order": {"customer": "Kim", "quantity": 2}, "via": "prompt + JSON parser"
+        "order": {"customer": "Kim", "product": None, "quantity": 2, "city": None, "deadline": None},
+        "via": "prompt + JSON parser",
     }
     order = '{"customer": "Kim", "product": null, "quantity": 2, "city": null, "deadline": null}'
     bad = ScriptedChatModel(responses=["Kim wants two lamps", order])
     result = build_resilient(bad).invoke({"text": "Kim wants 2"})
     assert result["via"] == "structured output" and result["order"]["quantity"] == 2
-    assert "response_format" in bad.received_kwargs[1]
+    assert bad.received_kwargs[1]["response_format"]["schema"]["title"] == "OrderDetails"
+
+
+@pytest.mark.parametrize(
+    ("replies", "via"),
+    [
+        (['{"customer": "null", "product": "Breeze fan", "quantity": 3, "city": "Daegu", "deadline": "null"}'],
+         "prompt + JSON parser"),
+        (['{"quantity": "three"}',
+          '{"customer": "null", "product": "Breeze fan", "quantity": 3, "city": "Daegu", "deadline": null}'],
+         "structured output"),
+    ],
+)
+def test_resilient_gives_none_for_missing_fields_on_both_paths(replies, via):
+    # A small model writes the string "null" for a field the message does not give; on either
+    # path it must come back as a real None, not as a customer called "null".
+    result = build_resilient(ScriptedChatModel(responses=replies)).invoke({"text": "3 Breeze fans to Daegu"})
+    assert result == {"order": {"customer": None, "product": "Breeze fan", "quantity": 3, "city": "Daegu",
+                                "deadline": None}, "via": via}
 
 
 def test_parallel_runs_every_branch_on_the_same_message():

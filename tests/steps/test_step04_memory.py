@@ -25,6 +25,8 @@ FAKE = ["--model", "fake", "--embeddings", "fake"]
 FAN = Document("The Breeze fan has an 18-month warranty.",
                metadata={"source": "fan.md", "page": None, "chunk_id": "f1", "score": 0.8})
 fan_retriever = RunnableLambda(lambda question: [FAN])
+# A tight budget: the system prompt plus room for a few short turns (the fake counts words).
+TIGHT = ScriptedChatModel().get_num_tokens(SYSTEM_PROMPT) + 34
 
 
 def chat(capsys, db, *argv):
@@ -55,13 +57,26 @@ def test_graph_sends_the_earlier_turns_to_the_model(scripted):
     assert sent == ["I am Mina, order 4417.", "Hello Mina.", "What is my order number?"]
 
 
+def test_system_prompt_gives_the_assistant_its_own_identity(scripted):
+    # A small model told only to remember the user's details answered "Hi, I'm Mina" with
+    # "Hello! I'm Mina": the system message says who the assistant is and whose name is whose.
+    model = scripted(["Hello, Mina!"])
+    build_graph(model, InMemorySaver(), budget=500).invoke(
+        {"messages": [("user", "Hi! My name is Mina.")]}, {"configurable": {"thread_id": "t"}}
+    )
+    system = model.received[0][0]
+    assert system.type == "system"
+    assert "You are Maru's assistant" in system.text
+    assert "their name, never yours" in system.text and "greet them by it" in system.text
+
+
 def test_two_hundred_turns_never_exceed_the_budget():
     model = ScriptedChatModel()
-    graph = build_graph(model, InMemorySaver(), budget=60)
+    graph = build_graph(model, InMemorySaver(), budget=TIGHT)
     talk(graph, 200)
     calls = answer_calls(model)
     assert len(calls) == 200
-    assert max(model.get_num_tokens_from_messages(call) for call in calls) <= 60
+    assert max(model.get_num_tokens_from_messages(call) for call in calls) <= TIGHT
     assert all(call[0].text == SYSTEM_PROMPT for call in calls)
     assert calls[-1][-1].text.startswith("message 199")
     # Trimmed for the model, but the thread keeps every message.
@@ -71,11 +86,11 @@ def test_two_hundred_turns_never_exceed_the_budget():
 
 def test_summary_of_trimmed_turns_is_optional_and_stays_within_budget():
     model = ScriptedChatModel()
-    graph = build_graph(model, InMemorySaver(), budget=60, summarize=True)
+    graph = build_graph(model, InMemorySaver(), budget=TIGHT, summarize=True)
     talk(graph, 200)
     calls = answer_calls(model)
     assert len(calls) == 200 and len(model.received) > 200
-    assert max(model.get_num_tokens_from_messages(call) for call in model.received) <= 60
+    assert max(model.get_num_tokens_from_messages(call) for call in model.received) <= TIGHT
     assert "Summary of the earlier conversation: [fake]" in calls[-1][0].text
     assert graph.get_state({"configurable": {"thread_id": "t"}}).values["summarized"] > 300
 
@@ -230,7 +245,8 @@ def test_embedded_model_remembers_a_name_across_two_runs(local_model_env, tmp_pa
     db = tmp_path / "m.sqlite"
     first = "Hi! My name is Mina and my order number is 4417."
     assert cli.main(["chat", "--thread", "e2e", "--db", str(db), "--message", first, "--json"]) == 0
-    capsys.readouterr()
+    greeting = json.loads(capsys.readouterr().out)["answer"].lower()
+    assert "i'm mina" not in greeting and "i am mina" not in greeting  # the user's name, not the assistant's
     assert cli.main(["chat", "--thread", "e2e", "--db", str(db), "--message", "What is my name?", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert "Mina" in payload["answer"] and payload["turns"] == 2
