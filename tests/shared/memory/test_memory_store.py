@@ -7,24 +7,9 @@ import sqlite3
 
 import ormsgpack
 import pytest
-from langchain_core.messages import AIMessage
-from langgraph.graph import END, START, MessagesState, StateGraph
 
 from shared.core.errors import RoadmapError
 from shared.memory.store import check_thread_id, memory_target, open_memory
-
-
-def echo_graph(saver):
-    builder = StateGraph(MessagesState)
-    builder.add_node("echo", lambda state: {"messages": [AIMessage(f"echo {state['messages'][-1].text}")]})
-    builder.add_edge(START, "echo")
-    builder.add_edge("echo", END)
-    return builder.compile(checkpointer=saver)
-
-
-def say(memory, thread_id, text):
-    with memory.turn(thread_id):
-        echo_graph(memory.saver).invoke({"messages": [("user", text)]}, {"configurable": {"thread_id": thread_id}})
 
 
 def test_path_from_option_env_or_cache(tmp_path, monkeypatch):
@@ -59,7 +44,7 @@ def test_the_password_never_shows_in_a_message(monkeypatch):
     assert "hunter2" not in str(raised.value) and "mina:***@db" in str(raised.value)
 
 
-def test_history_survives_reopening_like_a_process_restart(tmp_path):
+def test_history_survives_reopening_like_a_process_restart(tmp_path, say):
     db = tmp_path / "memory.sqlite"
     with open_memory(db) as memory:
         say(memory, "t1", "my name is Mina")
@@ -70,7 +55,7 @@ def test_history_survives_reopening_like_a_process_restart(tmp_path):
     assert texts == ["my name is Mina", "echo my name is Mina", "what is my name?", "echo what is my name?"]
 
 
-def test_list_and_delete_threads(tmp_path):
+def test_list_and_delete_threads(tmp_path, say):
     with open_memory(tmp_path / "m.sqlite") as memory:
         say(memory, "a", "one")
         say(memory, "b", "one")
@@ -83,7 +68,7 @@ def test_list_and_delete_threads(tmp_path):
         assert memory.history("a") == []
 
 
-def test_unknown_thread_delete_is_a_clear_error(tmp_path):
+def test_unknown_thread_delete_is_a_clear_error(tmp_path, say):
     with open_memory(tmp_path / "m.sqlite") as memory:
         say(memory, "a", "one")
         with pytest.raises(RoadmapError, match="there is no thread 'nope'.*roadmap threads"):
@@ -101,7 +86,7 @@ def test_a_file_that_is_not_a_database_is_kept_untouched(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["memory.sqlite"]
 
 
-def test_a_damaged_database_is_reported_and_kept(tmp_path):
+def test_a_damaged_database_is_reported_and_kept(tmp_path, say):
     db = tmp_path / "memory.sqlite"
     with open_memory(db) as memory:
         for n in range(30):
@@ -138,7 +123,7 @@ def test_locked_database_beyond_the_timeout_is_a_clear_error(tmp_path):
         assert memory.threads() == []
 
 
-def test_a_turn_in_flight_elsewhere_blocks_until_the_timeout(tmp_path):
+def test_a_turn_in_flight_elsewhere_blocks_until_the_timeout(tmp_path, say):
     db = tmp_path / "memory.sqlite"
     with open_memory(db) as first, open_memory(db, timeout=0.2) as second:
         with first.turn("t"):
@@ -176,7 +161,7 @@ CRAFTED = {
 
 
 @pytest.mark.parametrize("name", CRAFTED)
-def test_a_checkpoint_naming_another_object_is_refused_and_nothing_runs(tmp_path, name):
+def test_a_checkpoint_naming_another_object_is_refused_and_nothing_runs(tmp_path, name, say):
     db, marker = tmp_path / "m.sqlite", tmp_path / "ran"
     with open_memory(db) as memory:
         say(memory, "t1", "hello")
@@ -191,7 +176,7 @@ def test_a_checkpoint_naming_another_object_is_refused_and_nothing_runs(tmp_path
     assert not marker.exists()
 
 
-def test_a_corrupt_checkpoint_blob_is_one_clear_error(tmp_path):
+def test_a_corrupt_checkpoint_blob_is_one_clear_error(tmp_path, say):
     db = tmp_path / "m.sqlite"
     with open_memory(db) as memory:
         say(memory, "t1", "hello")
@@ -206,7 +191,7 @@ def test_a_corrupt_checkpoint_blob_is_one_clear_error(tmp_path):
             say(memory, "t1", "again")
 
 
-def test_a_checkpoint_that_is_not_a_conversation_is_refused(tmp_path):
+def test_a_checkpoint_that_is_not_a_conversation_is_refused(tmp_path, say):
     db = tmp_path / "m.sqlite"
     with open_memory(db) as memory:
         say(memory, "t1", "hello")
@@ -216,14 +201,14 @@ def test_a_checkpoint_that_is_not_a_conversation_is_refused(tmp_path):
             memory.history("t1")
 
 
-def test_stored_messages_are_rebuilt_with_their_own_classes(tmp_path):
+def test_stored_messages_are_rebuilt_with_their_own_classes(tmp_path, say):
     with open_memory(tmp_path / "m.sqlite") as memory:
         say(memory, "t1", "hello")
         history = memory.history("t1")
     assert [(type(m).__name__, m.text) for m in history] == [("HumanMessage", "hello"), ("AIMessage", "echo hello")]
 
 
-def test_every_report_of_a_damaged_file_is_one_line(tmp_path):
+def test_every_report_of_a_damaged_file_is_one_line(tmp_path, say):
     db = tmp_path / "m.sqlite"
     with open_memory(db) as memory:
         for n in range(30):

@@ -9,8 +9,6 @@ import time
 import ormsgpack
 import psycopg
 import pytest
-from langchain_core.messages import AIMessage
-from langgraph.graph import END, START, MessagesState, StateGraph
 
 from roadmap.cli.main import main
 from shared.core.errors import RoadmapError
@@ -19,20 +17,7 @@ from shared.memory.postgres_memory import PostgresMemory
 from shared.memory.store import open_memory
 
 
-def echo_graph(saver):
-    builder = StateGraph(MessagesState)
-    builder.add_node("echo", lambda state: {"messages": [AIMessage(f"echo {state['messages'][-1].text}")]})
-    builder.add_edge(START, "echo")
-    builder.add_edge("echo", END)
-    return builder.compile(checkpointer=saver)
-
-
-def say(memory, thread_id, text):
-    with atomic_turn(memory, thread_id):
-        echo_graph(memory.saver).invoke({"messages": [("user", text)]}, {"configurable": {"thread_id": thread_id}})
-
-
-def test_history_list_and_delete_like_sqlite(postgres_url):
+def test_history_list_and_delete_like_sqlite(postgres_url, say):
     with open_memory(postgres_url) as memory:
         assert isinstance(memory, PostgresMemory)
         say(memory, "a", "one")
@@ -51,7 +36,7 @@ def test_history_list_and_delete_like_sqlite(postgres_url):
         assert memory.integrity() == "ok"
 
 
-def test_a_failed_turn_leaves_the_thread_as_it_was(postgres_url):
+def test_a_failed_turn_leaves_the_thread_as_it_was(postgres_url, echo_graph, say):
     with open_memory(postgres_url) as memory:
         say(memory, "t", "one")
         before = memory.history("t")
@@ -64,7 +49,7 @@ def test_a_failed_turn_leaves_the_thread_as_it_was(postgres_url):
         assert [m.text for m in memory.history("t")][-2:] == ["three", "echo three"]
 
 
-def test_the_turn_lock_holds_one_thread_only(postgres_url):
+def test_the_turn_lock_holds_one_thread_only(postgres_url, say):
     with open_memory(postgres_url) as first, open_memory(postgres_url, timeout=0.3) as second:
         with first.turn("busy"):
             say(second, "other", "not blocked")
@@ -76,7 +61,7 @@ def test_the_turn_lock_holds_one_thread_only(postgres_url):
         assert second.history("busy")[-1].text == "echo now it goes"
 
 
-def test_a_waiting_turn_runs_when_the_other_ends(postgres_url):
+def test_a_waiting_turn_runs_when_the_other_ends(postgres_url, say):
     with open_memory(postgres_url) as first, open_memory(postgres_url) as second:
         order = []
         with first.turn("t"):
@@ -88,7 +73,7 @@ def test_a_waiting_turn_runs_when_the_other_ends(postgres_url):
         assert order == ["first", "second"]
 
 
-def test_a_crafted_row_is_refused_before_anything_is_imported(postgres_url):
+def test_a_crafted_row_is_refused_before_anything_is_imported(postgres_url, say):
     with open_memory(postgres_url) as memory:
         say(memory, "t", "hello")
     # Rewrite every stored message as an object the project never stores.
