@@ -34,6 +34,7 @@ from shared.models.registry import choose, embeddings_identity, get_chat_model
 from shared.rag.knowledge_base import build_index, store_location
 from shared.rag.rag_prompt import (
     RAG_PROMPT,
+    answer_language,
     format_context,
     refusal_for,
     source_entries,
@@ -56,9 +57,11 @@ def build_chain(model: BaseChatModel, retriever: Runnable) -> Runnable:
         # New: the retriever is one more runnable - it runs beside the question it was given.
         RunnableParallel(question=RunnablePassthrough(), documents=retriever)
         # New: the chunks become the prompt's {context}, numbered [1], [2], ... so the answer
-        # can cite them; the refusal sentence follows the question's language.
+        # can cite them; the refusal sentence and the answer follow the question's language.
         | RunnablePassthrough.assign(
-            context=lambda x: format_context(x["documents"]), refusal=lambda x: refusal_for(x["question"])
+            context=lambda x: format_context(x["documents"]),
+            refusal=lambda x: refusal_for(x["question"]),
+            language=lambda x: answer_language(x["question"]),
         )
         | RunnablePassthrough.assign(answer=answer)
         # New: the chunks come back as sources, so the caller can show what the answer is based on.
@@ -115,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         chunks = retriever.invoke(question)
         print(format_sources(source_entries(chunks), scores=True))
         prompt = RAG_PROMPT.format_messages(
-            context=format_context(chunks), question=question, refusal=refusal_for(question)
+            context=format_context(chunks), question=question, refusal=refusal_for(question),
+            language=answer_language(question),
         )
         print(f"prompt: {sum(len(m.text) for m in prompt):,} characters in {len(prompt)} messages")
         # Note: the chain retrieves again - retrieval is cheap next to generation, and the

@@ -46,6 +46,7 @@ from shared.models.registry import get_chat_model
 from shared.rag.knowledge_base import open_retriever
 from shared.rag.rag_prompt import (
     RAG_PROMPT,
+    answer_language,
     format_context,
     refusal_for,
     source_entries,
@@ -118,7 +119,8 @@ def build_graph(
             question = clean_question(rewritten, follow_up)
         documents = retriever.invoke(question)
         context = format_context(documents)
-        text = answer.invoke({"context": context, "question": question, "refusal": refusal_for(question)})
+        text = answer.invoke({"context": context, "question": question, "refusal": refusal_for(question),
+                              "language": answer_language(question)})
         return {"messages": [AIMessage(text.strip())], "question": question, "sources": source_entries(documents)}
 
     # New: a LangGraph StateGraph instead of a chain - one node, START -> respond -> END, over a

@@ -215,14 +215,15 @@ def passage_for(question: str, sources: list[str], expected: str, chunks: dict[s
 
 def rag_examples(questions: list[dict[str, Any]], chunks: dict[str, list[Document]]) -> list[Example]:
     """Render each question with step 3's prompt around its passage, and its answer as the reply."""
-    from shared.rag.rag_prompt import RAG_PROMPT, format_context, refusal_for
+    from shared.rag.rag_prompt import RAG_PROMPT, answer_language, format_context, refusal_for
 
     roles = {"system": "system", "human": "user"}
     examples = []
     for row in questions:
         passage = passage_for(row["question"], row["sources"], str(row["expected"]), chunks)
         prompt = RAG_PROMPT.format_messages(
-            context=format_context([passage]), question=row["question"], refusal=refusal_for(row["question"])
+            context=format_context([passage]), question=row["question"], refusal=refusal_for(row["question"]),
+            language=answer_language(row["question"]),
         )
         messages = [{"role": roles[m.type], "content": m.text} for m in prompt]
         messages.append({"role": "assistant", "content": row["answer"]})

@@ -2,15 +2,17 @@
 
 The prompt numbers the retrieved chunks ``[1]``, ``[2]``, ... and asks the model to cite those
 numbers inline; when the chunks lack the answer the model must say a fixed sentence
-(``REFUSAL``, or ``REFUSAL_KO`` for a Korean question), so refusals can be counted. The chunks
+(``REFUSAL``, or ``REFUSAL_KO`` for a Korean question), so refusals can be counted, and the
+answer's language is named after the question (``answer_language``). The chunks
 sit inside ``<documents>`` tags and the rules say plainly that text in there is data: a
 document that gives orders ("ignore previous instructions ...") is quoted, not obeyed.
 Step 3 composes these parts into the RAG chain; step 4 into its conversational RAG node.
 
 Example:
     >>> chunks = [Document("The kettle has a 12-month warranty.", metadata={"source": "kettle.md"})]
-    >>> messages = RAG_PROMPT.format_messages(
-    ...     context=format_context(chunks), question="Kettle warranty?", refusal=refusal_for("Kettle warranty?"))
+    >>> question = "Kettle warranty?"
+    >>> messages = RAG_PROMPT.format_messages(context=format_context(chunks), question=question,
+    ...                                       refusal=refusal_for(question), language=answer_language(question))
     >>> print(messages[1].text.splitlines()[1])
     [1] (source: kettle.md)
     >>> source_entries(chunks)
@@ -49,7 +51,7 @@ RAG_PROMPT = ChatPromptTemplate.from_messages(
         (
             "human",
             "<documents>\n{context}\n</documents>\n\nQuestion: {question}\n\n"
-            "Answer in one or two complete sentences using only the documents above, and end each "
+            "Answer in {language}, in one or two complete sentences using only the documents above, and end each "
             "sentence with the number of the document it uses, such as [1]; never reply with numbers alone. "
             "If they do not contain the answer, reply exactly: {refusal}",
         ),
@@ -65,6 +67,15 @@ def is_korean(text: str) -> bool:
 def refusal_for(question: str) -> str:
     """The fixed "I don't know" sentence, in the question's language."""
     return REFUSAL_KO if is_korean(question) else REFUSAL
+
+
+def answer_language(question: str) -> str:
+    """The language the answer must be in, named for the prompt: the question's own.
+
+    Note: "the language of the question" in the rules is not enough for a 1.5B model, which
+    answers many Korean questions in English; naming the language right after the question is.
+    """
+    return "Korean (한국어)" if is_korean(question) else "English"
 
 
 def is_refusal(answer: str) -> bool:

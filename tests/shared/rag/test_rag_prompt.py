@@ -7,6 +7,7 @@ from shared.rag.rag_prompt import (
     RAG_PROMPT,
     REFUSAL,
     REFUSAL_KO,
+    answer_language,
     format_context,
     is_refusal,
     refusal_for,
@@ -46,6 +47,15 @@ def test_source_entries_keep_the_citation_order_and_the_metadata():
 
 
 def test_prompt_fills_context_question_and_refusal():
-    system, human = RAG_PROMPT.format_messages(context=format_context(CHUNKS), question="Glow?", refusal=REFUSAL)
+    system, human = RAG_PROMPT.format_messages(context=format_context(CHUNKS), question="Glow?", refusal=REFUSAL,
+                                               language=answer_language("Glow?"))
     assert REFUSAL in system.text and REFUSAL in human.text
     assert "<documents>\n[1] (source: lamp.md)" in human.text and "Question: Glow?" in human.text
+    assert "Answer in English," in human.text
+
+
+def test_a_korean_question_is_told_to_be_answered_in_korean():
+    question = "글로우 램프 보증 기간은?"
+    _, human = RAG_PROMPT.format_messages(context=format_context(CHUNKS), question=question,
+                                          refusal=refusal_for(question), language=answer_language(question))
+    assert "Answer in Korean (한국어)," in human.text and REFUSAL_KO in human.text
