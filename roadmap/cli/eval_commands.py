@@ -174,11 +174,12 @@ def cmd_eval_agent(args) -> int:
 
 def cmd_eval_all(args) -> int:
     from shared.core.files import write_atomic
-    from shared.evaluation.report import make_report, report_json
+    from shared.evaluation.report import make_report, report_json, source_state
     from shared.evaluation.suites import eval_set
 
     if args.split == "test":
         warn(TEST_SPLIT_WARNING)
+    source = source_state()
     reports, seconds = {}, {}
     # As `roadmap agent` runs: few-shot examples and a plan on, the agent's answer length.
     agent_args = argparse.Namespace(**{**vars(args), "max_tokens": AGENT_MAX_TOKENS})
@@ -192,7 +193,7 @@ def cmd_eval_all(args) -> int:
         seconds[suite] = round(time.perf_counter() - started, 1)
         if not args.json:
             _print_table(reports[suite], f"{suite}: {len(reports[suite]['results'])} questions")
-    report = make_report(args.model, args.embeddings, args.split, reports, seconds)
+    report = make_report(args.model, args.embeddings, args.split, reports, seconds, source)
     if args.out:
         write_atomic(args.out, report_json(report))
     if args.json:

@@ -88,6 +88,7 @@ def make_report(
     split: str,
     reports: dict[str, dict[str, Any]],
     seconds: dict[str, float],
+    source: tuple[str | None, bool | None] | None = None,
 ) -> dict[str, Any]:
     """Gather suite reports into one, with the facts that make its figures checkable.
 
@@ -97,13 +98,15 @@ def make_report(
         split: ``validation`` or ``test``.
         reports: ``{"rag"|"tools"|"agent": report}`` from the eval commands.
         seconds: Wall time of each suite.
+        source: ``source_state()`` taken when the run started (``None``: take it now); a
+            commit made while a long run goes on must not be credited with its figures.
 
     Returns:
         The report: ``format``, ``date``, ``commit``, ``dirty``, ``machine``, ``model``,
         ``embeddings``, ``split``, ``sets`` (path and SHA-256 of each question file), ``seconds``,
         ``summary`` and ``results`` per suite.
     """
-    commit, dirty = source_state()
+    commit, dirty = source if source is not None else source_state()
     sets = {suite: {"file": Path(r["settings"]["set"]).name, "sha256": file_sha256(Path(r["settings"]["set"]))}
             for suite, r in reports.items()}
     return {
@@ -155,6 +158,8 @@ def markdown_tables(reports: list[dict[str, Any]]) -> str:
             cells = [report["model"]["spec"], report["split"]] + [_cell(row.get(key)) for key, _ in columns]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if not reports:
+        return "No reports yet: `roadmap eval all --split test --out docs/reports/NAME.json`.\n"
     sources = [f"- `{r['model']['spec']}`, {r['split']} split: {r['date'][:10]}, commit `{r['commit'] or 'unknown'}`"
                + (" (with uncommitted changes)" if r.get("dirty") else "") for r in reports]
     return "\n".join(lines + ["Measured:", *sources]) + "\n"

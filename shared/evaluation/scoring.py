@@ -6,7 +6,8 @@ A scorer that passes on the wrong answer is worse than none, so matching is stri
   cannot match a citation;
 * numbers are whole tokens: ``"6900"`` does not match ``"69000"``, ``"1:30"`` not ``"11:30"``,
   ``"2"`` not ``"2.5"``; thousands separators and trailing decimal zeros are normalised
-  (``"8,000.00"`` is ``"8000"``);
+  (``"8,000.00"`` is ``"8000"``); an expected decimal accepts a more precise answer that rounds
+  to it (``"340.19"`` in ``"340.1942775"``), never a coarser one;
 * words are whole words: ``"Au"`` does not match ``"because"`` (Hangul may take particles:
   ``"환불"`` matches ``"환불은"``);
 * units are normalised after a number: ``"9 watts"``, ``"9W"`` and ``"9 w"`` are one thing, as
@@ -21,11 +22,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
 
 _CITATION = re.compile(r"\[\s*\d+(?:\s*[,\-\u2013]\s*\d+)*\s*\]")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _DECIMAL = re.compile(r"(?<![\d.])(\d+)\.(\d+)(?![\d.])")
 _DIGIT_THEN_LETTER = re.compile(r"(?<=\d)(?=[^\W\d_])")
+_NUMBER_TOKEN = re.compile(r"(?<![\d.:,])\d+(?:\.\d+)?(?![\d]|[.:,]\d)")
+_PLAIN_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _PERCENT = re.compile(r"(?<=\d)\s*(?:%|percent\b|per cent\b|퍼센트)")
 # Unit spellings -> one form. English names need a word boundary after them; Korean units
 # do not (a particle may follow: "24개월이며").
@@ -107,6 +111,20 @@ def _found(text: str, option: str) -> bool:
     return False
 
 
+def _same_number(text: str, number: str) -> bool:
+    """Whether ``text`` holds ``number`` as a whole number; an expected decimal also matches a
+    more precise one that rounds to it (``"340.19"`` in ``"340.1942775 g"``), never the reverse."""
+    places = len(number.partition(".")[2])
+    for token in _NUMBER_TOKEN.findall(text):
+        if token == number:
+            return True
+        if places and len(token.partition(".")[2]) > places:
+            rounded = Decimal(token).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+            if str(rounded) == number:
+                return True
+    return False
+
+
 def holds(answer: str, fragment: str) -> bool:
     """Whether ``answer`` contains ``fragment`` (``a|b``: either), by the strict rules above.
 
@@ -115,7 +133,9 @@ def holds(answer: str, fragment: str) -> bool:
         (False, True)
     """
     text = normalise(answer)
-    return any(_found(text, normalise(option)) for option in str(fragment).split("|"))
+    options = [normalise(option) for option in str(fragment).split("|")]
+    return any(_same_number(text, option) if _PLAIN_NUMBER.fullmatch(option) else _found(text, option)
+               for option in options)
 
 
 def holds_all(answer: str, fragments: Sequence[str]) -> bool:

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # Every verb and the positional arguments it needs; test_every_verb_is_listed keeps it complete.
 VERBS = {
-    "list": [], "run": ["1"], "tour": [], "ask": ["q"], "eval rag": [], "eval tools": [], "eval agent": [], "eval all": [],
+    "list": [], "run": ["1"], "tour": [], "ask": ["q"], "eval rag": [], "eval tools": [], "eval agent": [],
+    "eval all": [],
     "chat": [], "threads": [], "threads delete": ["t"], "agent": ["q"], "serve": [], "finetune build": [],
     "finetune validate": [], "finetune train": [], "finetune status": ["n"], "finetune eval": [],
     "finetune list": [], "doctor": [],

@@ -23,7 +23,8 @@ from shared.evaluation.scoring import (
     ("See the manual [4].", "4"),               # a citation marker
     ("It weighs 2.5 kg.", "2"),                 # the integer part of a decimal
     ("Version 12.3 fixed it.", "2.3"),          # the end of a longer decimal
-    ("About 7.185 cups.", "7.18|7.19"),
+    ("About 7.2 cups.", "7.18|7.19"),          # coarser than expected
+    ("Version 2.35 fixed it.", "2.3"),         # more precise, but rounds to another value
     ("", "anything"),
 ])
 def test_fragments_that_must_not_match(answer, fragment):
@@ -44,6 +45,8 @@ def test_fragments_that_must_not_match(answer, fragment):
     ("The symbol is Au.", "au"),
     ("Pick it up at 1:30 pm.", "1:30"),
     ("It goes from 2700-5600 K.", "5600"),
+    ("12 ounces is about 340.1942775 grams.", "340.19"),  # more precise, rounds to it
+    ("About 7.185 cups.", "7.18|7.19"),
 ])
 def test_fragments_that_match(answer, fragment):
     assert holds(answer, fragment)
