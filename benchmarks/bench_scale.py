@@ -22,7 +22,7 @@ MiniLM would take hours on two cores, and adds MiniLM's query embedding time (me
 same process) to the query latencies.
 
 ``--korean`` compares the lexical index's Hangul bigrams with a morphological analyser
-(``kiwipiepy``, installed separately) on the Korean questions of data/eval/rag.jsonl.
+(``kiwipiepy``, installed separately) on the Korean questions of data/eval/validation/rag.jsonl.
 
 Run:  python benchmarks/bench_scale.py --setup        (once: installs the corpus, needs root)
       nice -n 19 python benchmarks/bench_scale.py --sizes 1000 10000 [--stores faiss pgvector] [--json]

@@ -199,7 +199,7 @@ def add_finetune_commands(commands) -> None:
                        help="training questions with answer, sources, expected "
                        "(default: data/finetune/questions.jsonl)")
     build.add_argument("--set", type=Path, help="RAG eval set: its training half adds pairs, its held-out half is kept "
-                       "out (default: data/eval/rag.jsonl)")
+                       "out (default: data/eval/validation/rag.jsonl)")
     build.add_argument("--memory", action="store_true", help="add the conversations of the step 4 memory database")
     build.add_argument("--db",
                        help="memory database file (default: $ROADMAP_MEMORY_DB, else memory.sqlite in the cache)")
@@ -257,7 +257,7 @@ def add_finetune_commands(commands) -> None:
     measure.add_argument("--name", default=DEFAULT_NAME, help=f"artifact name (default: {DEFAULT_NAME})")
     measure.add_argument("--docs", type=Path, default=DATA_DIR, help="documents folder (default: data/)")
     measure.add_argument("--set", type=Path,
-                         help="RAG eval set; its held-out half is used (default: data/eval/rag.jsonl)")
+                         help="RAG eval set; its held-out half is used (default: data/eval/validation/rag.jsonl)")
     measure.add_argument("--k", type=int_in(1, MAX_K), default=4,
                          help=f"chunks retrieved per question, 1 to {MAX_K} (default: 4)")
     measure.set_defaults(handler=cmd_finetune_eval)
