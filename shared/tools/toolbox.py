@@ -314,8 +314,8 @@ TOOL_EXAMPLES: list[dict[str, Any]] = [
      "args": {"timezone": "Atlantic/Reykjavik"}},
     {"question": "How many teaspoons is 415 ml?", "action": "unit_convert",
      "args": {"value": 415, "from_unit": "ml", "to_unit": "tsp"}},
-    {"question": "How do I descale the Tidal humidifier?", "action": "search_docs",
-     "args": {"query": "Tidal humidifier descaling"}},
+    {"question": "Can I still send back a Tidal humidifier I have used once?", "action": "search_docs",
+     "args": {"query": "return policy used product"}},
     {"question": "Did Novak Petra ever order from us?", "action": "sql_query",
      "args": {"query": "SELECT count(*) FROM orders JOIN customers ON customers.id = orders.customer_id "
               "WHERE customers.name = 'Novak Petra'"}},
