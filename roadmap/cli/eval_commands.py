@@ -131,10 +131,9 @@ def agent_report(args, path: Path, examples: bool, plan: bool) -> dict[str, Any]
 
 
 def _print_table(report: dict[str, Any], title: str) -> None:
-    from shared.evaluation.suites import AGENT_COLUMNS, RAG_COLUMNS, TOOL_COLUMNS, format_table
+    from shared.evaluation.suites import COLUMNS, format_table
 
-    columns = {"rag": RAG_COLUMNS, "tools": TOOL_COLUMNS, "agent": AGENT_COLUMNS}[report["eval"]]
-    print(f"\n{title}\n{format_table(report['summary'], columns)}")
+    print(f"\n{title}\n{format_table(report['summary'], COLUMNS[report['eval']])}")
 
 
 def cmd_eval_rag(args) -> int:

@@ -24,11 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from shared.core.files import file_sha256
-from shared.evaluation.suites import AGENT_COLUMNS, RAG_COLUMNS, TOOL_COLUMNS, Column
+from shared.evaluation.suites import COLUMNS
 
 REPORT_FORMAT = 1
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-COLUMNS: dict[str, list[Column]] = {"rag": RAG_COLUMNS, "tools": TOOL_COLUMNS, "agent": AGENT_COLUMNS}
 TITLES = {"rag": "RAG (step 3)", "tools": "Tool choice (step 5)", "agent": "Agent (step 6)"}
 
 

@@ -74,6 +74,8 @@ AGENT_COLUMNS: list[Column] = [
     ("group", "group"), ("questions", "questions"), ("right_tools", "right tools"), ("tools_ran", "tools ran"),
     ("answer", "answer"), ("model_calls", "model calls"),
 ]
+# Each suite's table columns, by suite name.
+COLUMNS: dict[str, list[Column]] = {"rag": RAG_COLUMNS, "tools": TOOL_COLUMNS, "agent": AGENT_COLUMNS}
 # The agent set's answers about the time were computed for this moment (a Saturday).
 EVAL_CLOCK = datetime(2026, 11, 28, 9, 30, tzinfo=timezone.utc)
 
