@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from shared.core.files import file_sha256
+from shared.core.files import DATA_DIR, file_sha256
 from shared.evaluation.suites import COLUMNS
 
 REPORT_FORMAT = 1
@@ -81,6 +81,29 @@ def model_identity(spec: str | None) -> dict[str, Any]:
     return {"spec": choose(spec).spec, "name": str(name), "file_sha256": sha256 or None}
 
 
+def portable_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings as a report may publish them: no path of the machine that ran the evaluation.
+
+    A path inside the bundled data folder becomes ``data/...``; any other absolute path is
+    reduced to its last part, which names the file without saying where it lived.
+
+    Example:
+        >>> portable_settings({"set": str(DATA_DIR / "eval" / "test" / "rag.jsonl"), "k": 4, "docs": "/home/me/docs"})
+        {'set': 'data/eval/test/rag.jsonl', 'k': 4, 'docs': 'docs'}
+    """
+    portable: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, str) and os.path.isabs(value):
+            path = Path(value)
+            if path.is_relative_to(DATA_DIR):
+                inside = path.relative_to(DATA_DIR).as_posix()
+                value = "data" if inside == "." else f"data/{inside}"
+            else:
+                value = path.name
+        portable[key] = value
+    return portable
+
+
 def make_report(
     spec: str | None,
     embeddings: str | None,
@@ -119,7 +142,7 @@ def make_report(
         "split": split,
         "sets": sets,
         "seconds": seconds,
-        "settings": {suite: r["settings"] for suite, r in reports.items()},
+        "settings": {suite: portable_settings(r["settings"]) for suite, r in reports.items()},
         "summary": {suite: r["summary"] for suite, r in reports.items()},
         "results": {suite: r["results"] for suite, r in reports.items()},
     }
@@ -134,6 +157,15 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def _machine_line(facts: dict[str, Any]) -> str:
+    return (f"{facts.get('cores', '?')} cores ({facts.get('cpu') or facts.get('arch', '?')}),"
+            f" llama-cpp-python {facts.get('llama_cpp_python', '?')}")
+
+
+def _minutes(seconds: dict[str, float]) -> str:
+    return f"{sum(seconds.values()) / 60:.0f} min" if seconds else "time not recorded"
 
 
 def markdown_tables(reports: list[dict[str, Any]]) -> str:
@@ -160,5 +192,7 @@ def markdown_tables(reports: list[dict[str, Any]]) -> str:
     if not reports:
         return "No reports yet: `roadmap eval all --split test --out docs/reports/NAME.json`.\n"
     sources = [f"- `{r['model']['spec']}`, {r['split']} split: {r['date'][:10]}, commit `{r['commit'] or 'unknown'}`"
-               + (" (with uncommitted changes)" if r.get("dirty") else "") for r in reports]
+               + (" (with uncommitted changes)" if r.get("dirty") else "")
+               + f", {_machine_line(r.get('machine', {}))}, `roadmap --model {r['model']['spec']} eval all"
+               f" --split {r['split']}` ({_minutes(r.get('seconds', {}))})" for r in reports]
     return "\n".join(lines + ["Measured:", *sources]) + "\n"

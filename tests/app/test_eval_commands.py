@@ -32,6 +32,9 @@ def test_eval_all_writes_one_report_with_what_makes_it_checkable(scripted, capsy
     assert printed["machine"]["cores"] >= 1 and printed["date"].startswith("20")
     assert [len(printed["results"][s]) for s in SUITES] == [44, 46, 60]
     assert printed["settings"]["agent"]["examples"] is True
+    # A report is published: it names the bundled files, never where this machine keeps them.
+    assert printed["settings"]["rag"]["set"] == "data/eval/validation/rag.jsonl"
+    assert printed["settings"]["rag"]["docs"] == "data" and str(tmp_path) not in out.read_text(encoding="utf-8")
 
 
 def test_eval_all_on_the_test_split_warns_and_names_it(scripted, capsys, tmp_path):
@@ -50,6 +53,7 @@ def test_markdown_tables_have_a_row_per_model_and_group_and_say_where_they_come_
     assert "| fake | test | all | 2 | - | - | 0.50 |" in text
     assert "### Tool choice" not in text and "### Agent (step 6)" in text
     assert "- `fake`, test split: 20" in text and "commit `abc123` (with uncommitted changes)" in text
+    assert "`roadmap --model fake eval all --split test`" in text and " cores (" in text
 
 
 def test_the_evaluation_page_shows_the_committed_reports():
