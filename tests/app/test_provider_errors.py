@@ -56,7 +56,7 @@ class ProviderHandler(BaseHTTPRequestHandler):
             self.server.released.wait(self.server.delay)
         if self.server.status == 200:
             vectors = [{"object": "embedding", "index": i, "embedding": [1.0, 0.0, 0.0]}
-                       for i in range(len(body["input"]))]
+                       for i in range(len(body.get("input", [])))]  # a chat request (timeout test): no one reads it
             payload = {"object": "list", "data": vectors, "model": body["model"],
                        "usage": {"prompt_tokens": 1, "total_tokens": 1}}
         else:
