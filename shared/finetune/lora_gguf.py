@@ -101,28 +101,38 @@ def gguf_tensor_name(peft_key: str, arch: str, n_blocks: int) -> str:
     return f"{name}.weight.lora_{match['half'].lower()}"
 
 
+def _check_pairs(shapes: dict[str, dict[str, tuple[int, ...]]], where: str) -> tuple[dict[str, tuple[int, int]], int]:
+    """Check LoRA matrix shapes (numpy order: A (rank, in), B (out, rank)).
+
+    Returns each adapted weight's (in, out) and the one rank.
+    """
+    weights: dict[str, tuple[int, int]] = {}
+    ranks = set()
+    for weight, found in sorted(shapes.items()):
+        if set(found) != {"lora_a", "lora_b"}:
+            raise RoadmapError(f"{where} has only one of the two LoRA matrices of {weight}")
+        a, b = found["lora_a"], found["lora_b"]
+        if len(a) != 2 or len(b) != 2 or a[0] != b[1]:
+            raise RoadmapError(f"the LoRA matrices of {weight} in {where} do not fit: A is {a}, B is {b}")
+        ranks.add(a[0])
+        weights[weight] = (a[1], b[0])
+    if not weights:
+        raise RoadmapError(f"{where} holds no LoRA matrices")
+    if len(ranks) != 1:
+        raise RoadmapError(f"{where} mixes LoRA ranks {sorted(ranks)}; alpha / rank would differ per weight")
+    return weights, ranks.pop()
+
+
 def _pairs(tensors: Mapping[str, Any], arch: str, n_blocks: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Group PEFT tensors into (A, B) pairs by base weight, checking shapes and one rank for all."""
+    """Group PEFT tensors into (A, B) pairs by base weight, checked as ``read_lora_gguf`` checks a file."""
     halves: dict[str, dict[str, np.ndarray]] = {}
     for key, tensor in tensors.items():
         name = gguf_tensor_name(key, arch, n_blocks)
         weight, _, half = name.rpartition(".")
         halves.setdefault(weight, {})[half] = np.ascontiguousarray(np.asarray(tensor, dtype=np.float32))
-    pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    ranks = set()
-    for weight, found in sorted(halves.items()):
-        if set(found) != {"lora_a", "lora_b"}:
-            raise RoadmapError(f"the adapter has only one of the two LoRA matrices of {weight}")
-        a, b = found["lora_a"], found["lora_b"]
-        if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
-            raise RoadmapError(f"the LoRA matrices of {weight} do not fit: A is {a.shape}, B is {b.shape}")
-        ranks.add(a.shape[0])
-        pairs[weight] = (a, b)
-    if not pairs:
-        raise RoadmapError("the adapter holds no LoRA matrices")
-    if len(ranks) != 1:
-        raise RoadmapError(f"the adapter mixes LoRA ranks {sorted(ranks)}; alpha / rank would differ per weight")
-    return pairs
+    _check_pairs({weight: {half: m.shape for half, m in found.items()} for weight, found in halves.items()},
+                 "the adapter")
+    return {weight: (found["lora_a"], found["lora_b"]) for weight, found in sorted(halves.items())}
 
 
 def export_lora_gguf(
@@ -219,20 +229,9 @@ def read_lora_gguf(path: Path) -> AdapterInfo:
         weight, _, half = tensor.name.rpartition(".")
         if half not in ("lora_a", "lora_b") or tensor.tensor_type != gguf.GGMLQuantizationType.F32:
             raise RoadmapError(f"{path} holds {tensor.name!r}, which is not a float32 LoRA matrix")
-        # ggml's shape order: ne[0] is the numpy array's last axis.
-        shapes.setdefault(weight, {})[half] = tuple(int(n) for n in tensor.shape)
-    weights: dict[str, tuple[int, int]] = {}
-    ranks = set()
-    for weight, found in shapes.items():
-        if set(found) != {"lora_a", "lora_b"}:
-            raise RoadmapError(f"{path} has only one of the two LoRA matrices of {weight}")
-        (a_in, a_rank), (b_rank, b_out) = found["lora_a"], found["lora_b"]
-        if a_rank != b_rank:
-            raise RoadmapError(f"the LoRA matrices of {weight} in {path} do not fit together")
-        ranks.add(a_rank)
-        weights[weight] = (a_in, b_out)
-    if len(ranks) != 1:
-        raise RoadmapError(f"{path} holds no LoRA matrices, or mixes ranks")
+        # ggml lists dimensions innermost first (ne[0] is numpy's last axis): back to numpy order.
+        shapes.setdefault(weight, {})[half] = tuple(int(n) for n in reversed(tensor.shape))
+    weights, rank = _check_pairs(shapes, str(path))
     base = _field(reader, BASE_SHA256_KEY)
-    return AdapterInfo(arch=arch, alpha=alpha, rank=ranks.pop(), weights=weights,
+    return AdapterInfo(arch=arch, alpha=alpha, rank=rank, weights=weights,
                        base_sha256=base if isinstance(base, str) else "")
