@@ -105,6 +105,63 @@ def local_model(model_cache):
     return LlamaCppChatModel(model_path=str(path), model_name=QWEN_1_5B.label, temperature=0.0, max_tokens=128)
 
 
+@pytest.fixture
+def lora_tensors():
+    """Make a random LoRA state dict shaped like PEFT's ``get_peft_model_state_dict``.
+
+    ``lora_tensors(modules, blocks=2, rank=4, scale=1.0)``: ``modules`` maps a module path
+    (``self_attn.q_proj``) to its weight's (in, out); every block gets A (rank, in) and B (out,
+    rank), drawn from N(0, scale**2) with a fixed seed.
+    """
+    import numpy as np
+
+    def build(modules, blocks=2, rank=4, scale=1.0):
+        rng = np.random.default_rng(0)
+        tensors = {}
+        for block in range(blocks):
+            for module, (n_in, n_out) in modules.items():
+                key = f"base_model.model.model.layers.{block}.{module}"
+                tensors[f"{key}.lora_A.weight"] = (scale * rng.standard_normal((rank, n_in))).astype(np.float32)
+                tensors[f"{key}.lora_B.weight"] = (scale * rng.standard_normal((n_out, rank))).astype(np.float32)
+        return tensors
+
+    return build
+
+
+@pytest.fixture
+def lora_artifact(lora_tensors):
+    """Register a ``local-lora`` artifact as its trainer does, with a random adapter; return the artifact.
+
+    ``lora_artifact("demo", base="local-small", modules={"self_attn.q_proj": (16, 16)}, blocks=2,
+    scale=1.0)``: the adapter is written by ``export_lora_gguf`` with the base model's hash, as
+    ``<version>/adapter.gguf`` (version: the first 12 hex digits of its SHA-256), in the
+    registry of the current cache folder.
+    """
+
+    def register(name="demo", base="local-small", modules=None, blocks=2, scale=1.0, rank=4):
+        from shared.core.files import file_sha256
+        from shared.finetune.artifacts import ADAPTER_FILE, LORA_TRAINER, Artifact, artifact_dir, save_artifact
+        from shared.finetune.lora_gguf import export_lora_gguf
+        from shared.models.gguf_files import QWEN_0_5B, QWEN_1_5B
+
+        source = QWEN_0_5B if base == "local-small" else QWEN_1_5B
+        folder = artifact_dir(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        exported = folder / ADAPTER_FILE
+        export_lora_gguf(lora_tensors(modules or {"self_attn.q_proj": (16, 16)}, blocks, rank, scale), exported,
+                         arch="qwen2", n_blocks=blocks, alpha=2.0 * rank, base_sha256=source.sha256, name=name)
+        version = file_sha256(exported)[:12]
+        (folder / version).mkdir()
+        exported.rename(folder / version / ADAPTER_FILE)
+        artifact = Artifact(name=name, trainer=LORA_TRAINER, base_model=source.label,
+                            created="2026-01-01T00:00:00+00:00", data_sha256="0" * 64, spec=f"{base}:ft/{name}",
+                            version=version, settings={"base": base, "base_sha256": source.sha256})
+        save_artifact(artifact)
+        return artifact
+
+    return register
+
+
 TINY_DOCS = {
     "lamp.md": "# Lamp manual\n\nThe Glow lamp has a warranty of 36 months. It uses a 12 V adapter.",
     "fan.txt": "The Whirl fan runs on 100-240 V and has four speeds. Clean the blades monthly.",

@@ -22,7 +22,7 @@ def doctor_report(model_spec: str | None, embeddings_spec: str | None) -> dict:
     from shared.core.settings import PROMPT_CACHE_ENV, cache_dir, prompt_cache_bytes
     from shared.models.gguf_files import QWEN_0_5B, QWEN_1_5B, chunk_files, is_verified
     from shared.models.prompt_cache import folder_size
-    from shared.models.registry import EMBEDDINGS_ENV, choose
+    from shared.models.registry import EMBEDDINGS_ENV, FINE_TUNED, choose
 
     problems: list[str] = []
     choice = choose(model_spec)
@@ -43,10 +43,20 @@ def doctor_report(model_spec: str | None, embeddings_spec: str | None) -> dict:
         except RoadmapError as exc:
             packages = str(exc)
         models[label] = {"file": str(path), "verified": is_verified(source, path), "packages": packages}
-    if choice.family in ("local", "local-small") and not choice.argument:
+    embedded = choice.family in ("local", "local-small")
+    fine_tuned = embedded and choice.argument.startswith(FINE_TUNED)
+    if embedded and (not choice.argument or fine_tuned):
         status = models[choice.family]
         if status["packages"] != "installed" and not status["verified"]:
             problems.append(status["packages"])
+    if fine_tuned:
+        from shared.finetune.artifacts import adapter_file
+
+        base = QWEN_0_5B if choice.family == "local-small" else QWEN_1_5B
+        try:
+            adapter_file(choice.argument.removeprefix(FINE_TUNED), base.sha256)
+        except RoadmapError as exc:
+            problems.append(str(exc))
     states = cache_dir() / "prompt-states"
     files, size = folder_size(states)
     try:

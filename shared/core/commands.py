@@ -137,7 +137,8 @@ def float_in(low: float, high: float, above: bool = False, below: bool = False) 
     return parse
 
 
-MODEL_HELP = ("chat model spec: local, local-small, local:PATH, openai:MODEL or fake "
+MODEL_HELP = ("chat model spec: local, local-small, local:ft/NAME or local-small:ft/NAME (with a LoRA "
+              "adapter, see roadmap finetune list), local:PATH, openai:MODEL or fake "
               "(default: $ROADMAP_MODEL, else local)")
 EMBEDDINGS_HELP = ("embeddings spec: local, local:ft/NAME (fine-tuned in step 7), openai:MODEL or fake "
                    "(default: $ROADMAP_EMBEDDINGS, else local)")

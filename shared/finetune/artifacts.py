@@ -3,8 +3,10 @@
 Every artifact is a folder ``<cache>/finetune/models/<name>/`` with an ``artifact.json``
 manifest (trainer, base model, SHA-256 of the training data, metrics, date, the spec to use
 it by) and, for a local model, one versioned model folder named after its weights' hash. The
-spec in the manifest is the hook: ``local:ft/<name>`` for ``--embeddings`` anywhere, or
-``openai:ft:...`` for ``--model`` once a hosted job has finished.
+spec in the manifest is the hook: ``local:ft/<name>`` for ``--embeddings`` anywhere (a MiniLM,
+``model_folder()``), ``local:ft/<name>`` or ``local-small:ft/<name>`` for ``--model`` (a LoRA
+adapter of the embedded chat model, ``adapter_file()``), or ``openai:ft:...`` for ``--model``
+once a hosted job has finished.
 
 A manifest is read as input: only the fields of ``Artifact``, each of its type, are accepted,
 its name must be its folder's, and its version must be a name too, so no manifest can point
@@ -33,6 +35,11 @@ from shared.core.settings import cache_dir
 ARTIFACT_FORMAT = 1
 DEFAULT_NAME = "minilm-maru"
 MANIFEST = "artifact.json"
+EMBEDDINGS_TRAINER = "local-embeddings"
+LORA_TRAINER = "local-lora"
+ADAPTER_FILE = "adapter.gguf"  # in the version folder of a local-lora artifact, next to peft/
+# The chat specs a LoRA adapter can be trained on (its manifest's settings["base"]).
+LORA_BASES = ("local", "local-small")
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_TEXT_FIELD = 1000
@@ -164,8 +171,16 @@ def list_artifacts() -> list[Artifact]:
     return found
 
 
-def load_artifact(name: str) -> Artifact:
+def load_artifact(name: str, trainer: str = EMBEDDINGS_TRAINER) -> Artifact:
     """Read the manifest of artifact ``name``.
+
+    Args:
+        name: The artifact's name.
+        trainer: The trainer the message for a missing artifact suggests (the one whose kind
+            of model the caller wants: ``local-embeddings``, ``local-lora``).
+
+    Returns:
+        The artifact.
 
     Raises:
         RoadmapError: No such artifact (the message lists the known ones), or a damaged manifest.
@@ -174,7 +189,7 @@ def load_artifact(name: str) -> Artifact:
     if not path.exists():
         known = ", ".join(a.name for a in list_artifacts()) or "none yet"
         raise RoadmapError(f"there is no fine-tuned artifact {name!r} (known: {known}); train one with: "
-                           f"roadmap finetune train --trainer local-embeddings --name {name}")
+                           f"roadmap finetune train --trainer {trainer} --name {name}")
     try:
         return _read(path)
     except ValueError as exc:
@@ -228,18 +243,70 @@ def save_artifact(artifact: Artifact) -> Path:
     return folder
 
 
+def _how_to_use(artifact: Artifact) -> str:
+    """The option and spec an artifact is used by, for a message."""
+    if not artifact.spec:
+        return f"see roadmap finetune status {artifact.name}"
+    return f"{'--embeddings' if artifact.trainer == EMBEDDINGS_TRAINER else '--model'} {artifact.spec}"
+
+
 def model_folder(name: str) -> Path:
-    """The model folder of a local artifact (for ``local:ft/<name>`` embeddings).
+    """The model folder of a local embeddings artifact (for ``local:ft/<name>`` embeddings).
 
     Raises:
-        RoadmapError: Unknown name, not a local model, or its folder is missing.
+        RoadmapError: Unknown name, not local embeddings (a hosted job, a chat model's LoRA
+            adapter), or its folder is missing.
     """
     artifact = load_artifact(name)
-    if not artifact.version:
-        raise RoadmapError(f"{name!r} is a {artifact.trainer} artifact with no local model; use its spec: "
-                           f"{artifact.spec or 'see roadmap finetune status ' + name}")
+    if not artifact.version or artifact.trainer == LORA_TRAINER:
+        raise RoadmapError(f"{name!r} is a {artifact.trainer} artifact, not local embeddings; "
+                           f"use it with {_how_to_use(artifact)}")
     folder = artifact_dir(name) / artifact.version
     if not (folder / "modules.json").exists():
         raise RoadmapError(f"the model folder {folder} is missing or incomplete; train again with: "
                            f"roadmap finetune train --trainer {artifact.trainer} --name {name} --force")
     return folder
+
+
+def adapter_file(name: str, base_sha256: str) -> Path:
+    """The LoRA adapter of a ``local-lora`` artifact, checked against the base model it will be loaded on.
+
+    Args:
+        name: The artifact's name (the ``NAME`` of ``local:ft/NAME``).
+        base_sha256: The SHA-256 of the base GGUF model the adapter is for.
+
+    Returns:
+        The path of its ``adapter.gguf``, a complete LoRA adapter recorded for that base.
+
+    Raises:
+        RoadmapError: Unknown name, a damaged manifest, an artifact of another trainer, one
+            trained on another base model, a missing adapter file, or one ``read_lora_gguf``
+            refuses or that records another base model.
+
+    Example, after ``roadmap finetune train --trainer local-lora --name qwen-maru``:
+        >>> adapter_file("qwen-maru", QWEN_0_5B.sha256).parent.name  # doctest: +SKIP
+        '5e1d0c2a9b7f'
+    """
+    artifact = load_artifact(name, trainer=LORA_TRAINER)
+    train_again = f"train again with: roadmap finetune train --trainer {LORA_TRAINER} --name {name} --force"
+    if artifact.trainer != LORA_TRAINER:
+        raise RoadmapError(f"{name!r} is a {artifact.trainer} artifact, not a LoRA adapter of the chat model; "
+                           f"use it with {_how_to_use(artifact)}")
+    recorded, base = artifact.settings.get("base_sha256"), artifact.settings.get("base")
+    if not isinstance(recorded, str) or not artifact.version:
+        raise RoadmapError(f"the manifest of {name!r} records no base model hash or no version; {train_again}")
+    if recorded != base_sha256:
+        # Note: settings are not checked field by field like the manifest's own fields, so only a
+        # known base name is echoed; otherwise the (checked) base_model label is.
+        trained_on = base if base in LORA_BASES else artifact.base_model
+        raise RoadmapError(f"{name!r} was trained on {trained_on}, not on this base model; "
+                           f"use {_how_to_use(artifact)}")
+    path = artifact_dir(name) / artifact.version / ADAPTER_FILE
+    if not path.is_file():
+        raise RoadmapError(f"the adapter {path} is missing; {train_again}")
+    from shared.finetune.lora_gguf import read_lora_gguf
+
+    if read_lora_gguf(path).base_sha256 != base_sha256:
+        raise RoadmapError(f"the adapter {path} was made for another base model than its manifest records; "
+                           f"{train_again}")
+    return path

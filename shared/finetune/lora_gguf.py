@@ -13,7 +13,7 @@ is the naming and the container:
 * Orientation: PEFT keeps ``A`` as ``(rank, in)`` and ``B`` as ``(out, rank)`` - nn.Linear's
   layout. gguf writes a numpy array's last axis as ggml's first dimension, which is exactly
   what llama.cpp checks (``lora_a.ne = [in, rank]``, ``lora_b.ne = [rank, out]``), so both
-  are written as they are. ``tests/shared/finetune/test_lora_gguf_e2e.py`` proves it on the
+  are written as they are. ``tests/shared/finetune/test_lora_gguf.py`` proves it on the
   real model: the change the adapter makes to the logits in llama.cpp matches the change PEFT
   makes in transformers, in direction and in size.
 

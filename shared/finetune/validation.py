@@ -10,7 +10,8 @@ and estimates the training cost when a price is configured. Every problem names 
 Token counts by target (``--model`` spec):
 
 * ``local``, ``local-small``, ``local:PATH`` - exact: the GGUF model's own tokenizer and chat
-  template (its vocabulary alone is loaded);
+  template (its vocabulary alone is loaded); ``local:ft/NAME`` and ``local-small:ft/NAME``
+  count with their base model's;
 * ``openai:MODEL`` - approximate, labelled as such: UTF-8 bytes / 4 plus a few tokens per
   message. (tiktoken would download its encoding on first use; this project runs offline.)
 * ``fake`` - the fake model's word count, for tests.
@@ -37,7 +38,7 @@ from typing import Any
 from shared.core.errors import RoadmapError
 from shared.core.files import parse_json, read_lines
 from shared.core.settings import FT_PRICE_ENV
-from shared.models.registry import choose
+from shared.models.registry import FINE_TUNED, choose
 
 ROLES = ("system", "user", "assistant", "tool")
 EXAMPLE_KEYS = ("messages", "tools", "parallel_tool_calls")
@@ -218,7 +219,8 @@ def token_counter(spec: str | None = None) -> TokenCounter:
         )
         from shared.models.llamacpp import chat_token_counter
 
-        if choice.argument:
+        # A fine-tuned model (local:ft/NAME) reads text with its base model's tokenizer.
+        if choice.argument and not choice.argument.startswith(FINE_TUNED):
             path = check_gguf(Path(choice.argument).expanduser())
         else:
             source = QWEN_0_5B if choice.family == "local-small" else QWEN_1_5B

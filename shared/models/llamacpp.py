@@ -12,11 +12,11 @@ JSON and valid tool calls:
   a tool decision becomes a real ``AIMessage.tool_calls`` entry, an ``answer`` decision is
   followed by a normal, streamed answer.
 
-The llama.cpp model is loaded once per process (per file and context size) and guarded by a
-lock, so several threads can share one chat model safely: their requests queue. The computed
-state of a prompt's fixed start (the tool prompt of a decision, the system prompt of a step) is
-kept, in memory and in the cache folder (``shared/models/prompt_cache.py``), so neither a later
-call nor a new process evaluates it again.
+The llama.cpp model is loaded once per process (per file, context size and LoRA adapter) and
+guarded by a lock, so several threads can share one chat model safely: their requests queue.
+The computed state of a prompt's fixed start (the tool prompt of a decision, the system prompt
+of a step) is kept, in memory and in the cache folder (``shared/models/prompt_cache.py``), so
+neither a later call nor a new process evaluates it again.
 """
 
 from __future__ import annotations
@@ -134,12 +134,30 @@ class _Engine:
         self.states.keep(key, _snapshot(llm))
 
 
-_ENGINES: dict[tuple[str, int], _Engine] = {}
+_ENGINES: dict[tuple[str, int, str, str], _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def _load_engine(path: Path, n_ctx: int, n_threads: int | None, model_sha256: str) -> _Engine:
-    key = (str(path), n_ctx)
+def _state_identity(path: Path, model_sha256: str, lora_path: str, lora_sha256: str) -> dict[str, Any]:
+    """The model part of the saved prompt states' identity: the model file's, plus the adapter's if any."""
+    stat = path.stat()
+    model = {"model_sha256": model_sha256} if model_sha256 else {
+        "model_file": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if not lora_path:
+        return model  # the same identity as before adapters existed: saved states stay valid
+    if lora_sha256:
+        return {**model, "lora_sha256": lora_sha256}
+    lora = Path(lora_path).stat()
+    return {**model, "lora_file": str(Path(lora_path).resolve()), "lora_size": lora.st_size,
+            "lora_mtime_ns": lora.st_mtime_ns}
+
+
+def _load_engine(
+    path: Path, n_ctx: int, n_threads: int | None, model_sha256: str, lora_path: str = "", lora_sha256: str = ""
+) -> _Engine:
+    # Note: an adapter changes every computed state, so a base model and each of its fine-tuned
+    # versions get an engine (and saved prompt states) of their own.
+    key = (str(path), n_ctx, lora_path, lora_sha256)
     with _ENGINES_LOCK:
         if key in _ENGINES:
             return _ENGINES[key]
@@ -155,20 +173,25 @@ def _load_engine(path: Path, n_ctx: int, n_threads: int | None, model_sha256: st
                 model_path=str(path),
                 n_ctx=n_ctx,
                 n_threads=n_threads or os.cpu_count(),
+                lora_path=lora_path or None,
                 verbose=False,
             )
         except ValueError as exc:
             raise RoadmapError(f"llama.cpp could not load {path}: {exc}; is it a complete GGUF file?") from None
+        except RuntimeError as exc:  # what llama-cpp-python raises for an adapter it cannot apply
+            if not lora_path:
+                raise
+            raise RoadmapError(f"llama.cpp could not apply the LoRA adapter {lora_path} to {path.name} ({exc}); "
+                               "train the adapter again on this base model") from None
         # Note: free the model before the interpreter tears its modules down; left to the
         # garbage collector at exit, llama-cpp-python prints an ignored TypeError.
         atexit.register(llm.close)
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        # A saved state fits only the same model bytes, llama.cpp build and context settings. A
-        # file without a known hash (local:PATH) is told apart by its path, size and mtime.
-        stat = path.stat()
-        model = {"model_sha256": model_sha256} if model_sha256 else {
-            "model_file": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        identity = {**model, "llama_cpp": llama_cpp.__version__, "n_ctx": n_ctx, "n_batch": llm.n_batch}
+        # A saved state fits only the same model bytes (and adapter bytes), llama.cpp build and
+        # context settings. A file without a known hash (local:PATH) is told apart by its path,
+        # size and mtime.
+        identity = {**_state_identity(path, model_sha256, lora_path, lora_sha256),
+                    "llama_cpp": llama_cpp.__version__, "n_ctx": n_ctx, "n_batch": llm.n_batch}
         engine = _Engine(
             path=path,
             n_ctx=n_ctx,
@@ -271,7 +294,7 @@ def _overlap(text: str, stop: str) -> int:
 MEDIA_BLOCKS = frozenset({"image", "audio", "video", "file"})
 
 
-def _to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+def to_chat_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
     """LangChain messages -> the dicts a Hugging Face chat template expects."""
     out: list[dict[str, Any]] = []
     for message in messages:
@@ -308,6 +331,9 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         model_name: The name reported in the reply's metadata and to tracing; default: the file name.
         model_sha256: The file's SHA-256 when known (the embedded models'), which keys its saved
             prompt states; without it they are keyed by the file's path, size and mtime.
+        lora_path: A llama.cpp LoRA adapter file to apply to the model (``local:ft/NAME``), or ''.
+        lora_sha256: The adapter's SHA-256 when known, which keys the engine and its saved prompt
+            states apart from the base model's; without it, its path, size and mtime do.
 
     ``bind_tools`` also takes ``tool_examples`` (few-shot decisions) and ``tool_plan`` (a first
     tool call says what follows it), the options of ``shared/models/tool_protocol.py``.
@@ -332,6 +358,8 @@ class LlamaCppChatModel(JsonSchemaChatModel):
     stop: list[str] | None = None
     model_name: str = Field(default="")
     model_sha256: str = ""
+    lora_path: str = ""
+    lora_sha256: str = ""
 
     _engine: _Engine | None = PrivateAttr(default=None)
 
@@ -347,13 +375,15 @@ class LlamaCppChatModel(JsonSchemaChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_path": self.model_path, "n_ctx": self.n_ctx, "temperature": self.temperature}
+        adapter = {"lora_path": self.lora_path, "lora_sha256": self.lora_sha256} if self.lora_path else {}
+        return {"model_path": self.model_path, **adapter, "n_ctx": self.n_ctx, "temperature": self.temperature}
 
     @property
     def engine(self) -> _Engine:
         """The shared llama.cpp engine, loaded on first use."""
         if self._engine is None:
-            self._engine = _load_engine(Path(self.model_path), self.n_ctx, self.n_threads, self.model_sha256)
+            self._engine = _load_engine(Path(self.model_path), self.n_ctx, self.n_threads, self.model_sha256,
+                                        self.lora_path, self.lora_sha256)
         return self._engine
 
     # -- token counting (used to trim long inputs and histories) ---------------------
@@ -361,12 +391,12 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         return len(self.engine.tokenize(text))
 
     def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence | None = None) -> int:
-        return len(self.engine.tokenize(self.engine.render(_to_chat_dicts(messages))))
+        return len(self.engine.tokenize(self.engine.render(to_chat_dicts(messages))))
 
     # -- the generation core -----------------------------------------------------------
     def _prompt_tokens(self, messages: Sequence[BaseMessage], budget: int) -> list[int]:
         engine = self.engine
-        tokens = engine.tokenize(engine.render(_to_chat_dicts(messages)))
+        tokens = engine.tokenize(engine.render(to_chat_dicts(messages)))
         if len(tokens) + budget > engine.n_ctx:
             raise ContextOverflowError(
                 f"the input is {len(tokens):,} tokens, but the model's context window is {engine.n_ctx:,} "
@@ -376,7 +406,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
 
     def _head_length(self, head: Sequence[BaseMessage], prompt: list[int]) -> int:
         """How many first tokens of ``prompt`` are the rendered ``head`` messages (a fixed start)."""
-        head_tokens = self.engine.tokenize(self.engine.render(_to_chat_dicts(head)))
+        head_tokens = self.engine.tokenize(self.engine.render(to_chat_dicts(head)))
         return next((i for i, (a, b) in enumerate(zip(prompt, head_tokens)) if a != b), len(head_tokens))
 
     def _complete(

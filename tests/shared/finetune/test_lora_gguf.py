@@ -14,18 +14,6 @@ RANK = 4
 MODULES = {"self_attn.q_proj": (16, 16), "self_attn.k_proj": (16, 8), "mlp.down_proj": (32, 16)}
 
 
-def peft_tensors(blocks=2, rank=RANK):
-    """A state dict shaped like ``get_peft_model_state_dict`` of a 2-block model: A (rank, in), B (out, rank)."""
-    rng = np.random.default_rng(0)
-    tensors = {}
-    for block in range(blocks):
-        for module, (n_in, n_out) in MODULES.items():
-            key = f"base_model.model.model.layers.{block}.{module}"
-            tensors[f"{key}.lora_A.weight"] = rng.standard_normal((rank, n_in)).astype(np.float32)
-            tensors[f"{key}.lora_B.weight"] = rng.standard_normal((n_out, rank)).astype(np.float32)
-    return tensors
-
-
 def raw_adapter(path, tensors, *, general_type=gguf.GGUFType.ADAPTER, alpha=8.0):
     """Write a GGUF by hand, bypassing the exporter's checks, as a crafted or foreign file would be."""
     writer = gguf.GGUFWriter(str(path), "qwen2")
@@ -78,8 +66,8 @@ def test_unknown_architecture_is_refused():
         gguf_tensor_name("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", "qwen9", 24)
 
 
-def test_export_writes_what_llama_cpp_checks(tmp_path):
-    tensors = peft_tensors()
+def test_export_writes_what_llama_cpp_checks(tmp_path, lora_tensors):
+    tensors = lora_tensors(MODULES, rank=RANK)
     info = export_lora_gguf(tensors, tmp_path / "a.gguf", arch="qwen2", n_blocks=2, alpha=8.0,
                             base_sha256="ab" * 32, name="demo")
     assert (info.arch, info.alpha, info.rank, info.scale, info.base_sha256) == ("qwen2", 8.0, RANK, 2.0, "ab" * 32)
@@ -100,20 +88,20 @@ def test_export_writes_what_llama_cpp_checks(tmp_path):
     np.testing.assert_array_equal(b.data, tensors[f"{key}.lora_B.weight"])
 
 
-def test_export_refuses_a_matrix_without_its_partner(tmp_path):
-    tensors = peft_tensors()
+def test_export_refuses_a_matrix_without_its_partner(tmp_path, lora_tensors):
+    tensors = lora_tensors(MODULES, rank=RANK)
     del tensors["base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"]
     with pytest.raises(RoadmapError, match="only one of the two"):
         export_lora_gguf(tensors, tmp_path / "a.gguf", arch="qwen2", n_blocks=2, alpha=8.0)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_export_refuses_mixed_ranks_and_misfit_shapes(tmp_path):
-    tensors = peft_tensors()
-    tensors.update({key: value for key, value in peft_tensors(rank=2).items() if "layers.1." in key})
+def test_export_refuses_mixed_ranks_and_misfit_shapes(tmp_path, lora_tensors):
+    tensors = lora_tensors(MODULES, rank=RANK)
+    tensors.update({key: value for key, value in lora_tensors(MODULES, rank=2).items() if "layers.1." in key})
     with pytest.raises(RoadmapError, match="mixes LoRA ranks"):
         export_lora_gguf(tensors, tmp_path / "a.gguf", arch="qwen2", n_blocks=2, alpha=8.0)
-    tensors = peft_tensors()
+    tensors = lora_tensors(MODULES, rank=RANK)
     key = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"
     tensors[key] = tensors[key].T.copy()  # B written as (rank, out): the orientation mistake
     with pytest.raises(RoadmapError, match="do not fit"):

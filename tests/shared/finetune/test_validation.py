@@ -138,6 +138,16 @@ def test_fake_target_counts_with_the_fake_model_and_unknown_targets_fail():
         token_counter("gpt4")
 
 
+def test_a_fine_tuned_target_counts_with_its_base_models_tokenizer(monkeypatch):
+    from shared.models.gguf_files import QWEN_0_5B
+
+    opened = []
+    monkeypatch.setattr("shared.models.gguf_files.ensure_model_file", lambda source, folder: folder / source.filename)
+    monkeypatch.setattr("shared.models.llamacpp.chat_token_counter", lambda path: opened.append(path) or len)
+    assert token_counter("local-small:ft/demo").exact
+    assert [path.name for path in opened] == [QWEN_0_5B.filename]
+
+
 def test_a_deeply_nested_line_is_a_problem_of_its_line(tmp_path):
     deep = '{"messages": [{"role": "user", "content": "hi", "tool_calls": ' + "[" * 50_000 + "]" * 50_000 + "}]}"
     report = validate_file(write(tmp_path, [*good_lines(), deep]), WORDS)

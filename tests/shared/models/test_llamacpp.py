@@ -22,7 +22,7 @@ from shared.models.llamacpp import (
     ContextOverflowError,
     LlamaCppChatModel,
     _prose_grammar,
-    _to_chat_dicts,
+    to_chat_dicts,
 )
 from shared.models.prompt_cache import folder_size
 from shared.models.tool_protocol import FOLLOW_UP_NOTE, PLAN_NOTE
@@ -48,7 +48,7 @@ def openai_tools():
 
 def test_messages_become_template_dicts_with_tool_calls():
     call = {"name": "calculator", "args": {"expression": "2+2"}, "id": "c1", "type": "tool_call"}
-    dicts = _to_chat_dicts(
+    dicts = to_chat_dicts(
         [SystemMessage("sys"), HumanMessage("q"), AIMessage("", tool_calls=[call]), ToolMessage("4", tool_call_id="c1")]
     )
     assert [d["role"] for d in dicts] == ["system", "user", "assistant", "tool"]
@@ -62,8 +62,8 @@ def test_images_are_refused_not_dropped():
         {"type": "image", "base64": "iVBORw0KGgo=", "mime_type": "image/png"},
     ])
     with pytest.raises(RoadmapError, match="reads text only, and a message holds image content"):
-        _to_chat_dicts([picture])
-    assert _to_chat_dicts([HumanMessage([{"type": "text", "text": "Hi"}])])[0]["content"] == "Hi"
+        to_chat_dicts([picture])
+    assert to_chat_dicts([HumanMessage([{"type": "text", "text": "Hi"}])])[0]["content"] == "Hi"
 
 
 class _FakeEngine:
@@ -255,6 +255,45 @@ def test_warm_reuses_the_cache_then_a_saved_state_and_computes_only_what_is_new(
                              states=PromptStates(states.folder, states.identity))
     again.warm([4, 5])
     assert again.llm.evaluated == [] and again.llm.input_ids == [4, 5]
+
+
+def test_a_fine_tuned_model_never_shares_an_engine_or_saved_states_with_its_base(monkeypatch, tmp_path):
+    import llama_cpp
+
+    from shared.models import llamacpp
+
+    loaded = []
+
+    class Loaded:
+        """What ``_load_engine`` uses of ``llama_cpp.Llama`` once the model is loaded."""
+
+        model, n_batch = None, 512
+
+        def __init__(self, **kwargs):
+            loaded.append(kwargs)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(llama_cpp, "Llama", Loaded)
+    monkeypatch.setattr(llama_cpp, "llama_model_get_vocab", lambda model: None)
+    monkeypatch.setattr(llamacpp, "_chat_renderer", lambda llm, path: str)
+    monkeypatch.setattr(llamacpp, "_ENGINES", {})
+    path = tmp_path / "base.gguf"
+    path.write_bytes(b"GGUF")
+    base = LlamaCppChatModel(model_path=str(path), model_sha256="ab" * 32)
+    tuned = LlamaCppChatModel(model_path=str(path), model_sha256="ab" * 32, lora_path=str(tmp_path / "a.gguf"),
+                              lora_sha256="cd" * 32)
+    retrained = tuned.model_copy(update={"lora_sha256": "ef" * 32})
+    engines = [model.engine for model in (base, tuned, retrained)]
+    assert len({id(engine) for engine in engines}) == 3 and len(loaded) == 3
+    assert [kwargs["lora_path"] for kwargs in loaded] == [None, str(tmp_path / "a.gguf"), str(tmp_path / "a.gguf")]
+    identities = [engine.states.identity for engine in engines]
+    assert "lora_sha256" not in identities[0] and identities[0]["model_sha256"] == "ab" * 32
+    assert [identity["lora_sha256"] for identity in identities[1:]] == ["cd" * 32, "ef" * 32]
+    assert LlamaCppChatModel(model_path=str(path), model_sha256="ab" * 32).engine is engines[0]  # cached
+    assert "lora_path" not in base._identifying_params
+    assert tuned._identifying_params["lora_sha256"] == "cd" * 32
 
 
 # ---- end-to-end on the embedded model -------------------------------------------------
