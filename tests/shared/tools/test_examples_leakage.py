@@ -1,8 +1,10 @@
-"""The few-shot ``TOOL_EXAMPLES`` leak nothing of the evaluation sets or the shop database (unit).
+"""The few-shot ``TOOL_EXAMPLES`` and the fine-tuning ``data/finetune/tool_questions.jsonl`` leak
+nothing of the evaluation sets or the shop database (unit).
 
 A small model copies what its examples show - a name, a price, a count - into its answers, so an
 example that shares an entity, a number or most of its wording with an evaluation question makes
-the score measure copying. Every file under ``data/eval/`` (all splits) is read at run time.
+the score measure copying; a model fine-tuned on such a question would be scored on what it was
+taught. Every file under ``data/eval/`` (all splits) is read at run time.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 
 from shared.core.files import DATA_DIR, read_jsonl
-from shared.tools.toolbox import TOOL_EXAMPLES
+from shared.tools.toolbox import TOOL_EXAMPLES, TOOL_NAMES
 
 # Capitalised words that name nothing: the shop itself, question words, SQL keywords, languages.
 ALLOWED = frozenset({
@@ -38,6 +40,8 @@ SENTENCE_STARTERS = STOP_WORDS | {
 }
 IGNORED_NUMBERS = frozenset({"0", "1", "2", "10"})
 MAX_OVERLAP = 0.5
+# The questions whose tool decisions the 0.5B model is fine-tuned on (issue 16).
+TOOL_QUESTIONS = DATA_DIR / "finetune" / "tool_questions.jsonl"
 
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*|[가-힣]{2,}")
 _SENTENCE_END = re.compile(r"(^|[.!?:\n])[\s\"'(\[]*$")
@@ -183,6 +187,23 @@ def shop() -> tuple[set[str], set[str], set[str]]:
 def test_the_examples_share_no_name_number_or_wording_with_the_evaluation_sets_or_the_shop(questions, shop):
     problems = leaks(TOOL_EXAMPLES, questions, shop)
     assert not problems, "\n".join(problems)
+
+
+def test_the_fine_tuning_questions_share_no_name_number_or_wording_with_the_evaluation_sets_or_the_shop(
+        questions, shop):
+    asked = read_jsonl(TOOL_QUESTIONS, required=("id", "question", "expected_tool"))
+    problems = leaks([{"question": item["question"]} for item in asked], questions, shop)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_fine_tuning_questions_have_unique_ids_and_known_tools():
+    asked = read_jsonl(TOOL_QUESTIONS, required=("id", "question", "expected_tool"))
+    ids = [item["id"] for item in asked]
+    assert len(ids) == len(set(ids)), sorted({name for name in ids if ids.count(name) > 1})
+    unknown = [(item["id"], item["expected_tool"]) for item in asked
+               if item["expected_tool"] is not None and item["expected_tool"] not in TOOL_NAMES]
+    assert not unknown, unknown
+    assert {item["expected_tool"] for item in asked} == {*TOOL_NAMES, None}
 
 
 def test_the_helpers_find_names_numbers_and_words():
