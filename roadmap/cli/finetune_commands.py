@@ -21,6 +21,8 @@ MAX_CONTEXT_TOKENS = 1_000_000
 MAX_PRICE_PER_MTOK = 10_000.0
 MAX_BATCH_SIZE = 1024
 MAX_INTERVAL_S = 3600.0
+MAX_RANK = 64
+MAX_STEPS = 100_000
 
 
 def cmd_finetune_build(args) -> int:
@@ -38,9 +40,14 @@ def cmd_finetune_build(args) -> int:
     dataset = build_dataset(args.docs, args.examples or CURATED_EXAMPLES, args.questions or TRAINING_QUESTIONS,
                             args.set or RAG_SET, args.db, args.memory, share)
     out = args.out or default_dataset_dir()
+    decisions = _teacher_decisions(args) if args.teacher else None  # slow: before anything is written
     manifest = write_dataset(dataset, out, force=args.force)
+    if decisions is not None:
+        from shared.finetune.distill import write_decisions
+
+        decisions = write_decisions(out, *decisions, validation_share=share)
     if args.json:
-        print_json({"out": str(out), **manifest})
+        print_json({"out": str(out), **manifest, **({"decisions": decisions} if decisions else {})})
         return 0
     counts = manifest["counts"]
     origins = ", ".join(f"{n} {origin}" for origin, n in counts["by_origin"].items())
@@ -48,8 +55,33 @@ def cmd_finetune_build(args) -> int:
           f"{counts['duplicates_dropped']} duplicates and {counts['heldout_dropped']} held-out questions dropped)")
     print(f"retrieval pairs: {counts['pairs_train']} train, {counts['pairs_validation']} validation; "
           f"{counts['heldout_questions']} RAG questions held out, none of them in the training data")
-    print(f"written to {out}: " + ", ".join(manifest["sha256"]))
+    if decisions is not None:
+        n = decisions["counts"]
+        print(f"tool decisions of {decisions['teacher']}: {n['train']} train, {n['validation']} validation; "
+              f"{n['dropped']} dropped (the teacher chose another tool than the question's label)")
+    files = [*manifest["sha256"], *(decisions["sha256"] if decisions else [])]
+    print(f"written to {out}: " + ", ".join(files))
     return 0
+
+
+def _teacher_decisions(args) -> tuple[list, list, str, Path]:
+    """Ask ``--teacher`` for its decision on every training question (``shared/finetune/distill.py``)."""
+    import sys
+
+    from tqdm import tqdm
+
+    from shared.finetune.distill import DECISION_QUESTIONS, decision_examples, load_decision_questions
+    from shared.models.chat_base import supported_tool_options
+    from shared.models.registry import get_chat_model
+    from shared.tools.toolbox import TOOL_EXAMPLES, build_tools
+
+    path = args.decision_questions or DECISION_QUESTIONS
+    questions = load_decision_questions(path)
+    teacher = get_chat_model(args.teacher, temperature=0.0, progress=not args.json)
+    decide = teacher.bind_tools(build_tools(), **supported_tool_options(teacher, tool_examples=TOOL_EXAMPLES))
+    with tqdm(total=len(questions), desc=f"decisions of {args.teacher}", unit="question", file=sys.stderr) as bar:
+        kept, dropped = decision_examples(questions, decide, TOOL_EXAMPLES, on_result=lambda result: bar.update())
+    return kept, dropped, args.teacher, path
 
 
 def cmd_finetune_validate(args) -> int:
@@ -81,10 +113,11 @@ def cmd_finetune_train(args) -> int:
 
     trainer = get_trainer(args.trainer)
     options = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-               "max_seq_length": args.max_seq_length}
+               "max_seq_length": args.max_seq_length, "rank": args.rank, "max_steps": args.max_steps}
     request = TrainRequest(
         name=args.name, data=args.data or default_dataset_dir(), base=args.base, force=args.force,
-        confirm=args.yes_upload, progress=not args.json, settings={k: v for k, v in options.items() if v is not None},
+        # Progress bars go to stderr, so they stay on with --json (stdout is the manifest).
+        confirm=args.yes_upload, progress=True, settings={k: v for k, v in options.items() if v is not None},
     )
     trainer.check(request)
     if args.data is None and not (request.data / "dataset.json").exists():
@@ -98,13 +131,16 @@ def cmd_finetune_train(args) -> int:
         return 0
     training = artifact.metrics.get("training", {})
     if training:
-        print(f"trained {artifact.name} on {training['pairs']} pairs: {training['steps']} steps in "
+        data = f"{training['pairs']} pairs" if "pairs" in training else f"{training['examples']} examples"
+        print(f"trained {artifact.name} on {data}: {training['steps']} steps in "
               f"{training['seconds']} s; loss per epoch {training['train_loss']}; validation loss "
               f"{training['validation_loss_before']} -> {training['validation_loss_after']}")
     else:
         print(f"{artifact.trainer} job {artifact.job.get('id')} is {artifact.status}; follow it with: "
               f"roadmap finetune status {artifact.name} --wait")
-    if artifact.spec:
+    if artifact.trainer == "local-lora":
+        print(f"use it with: --model {artifact.spec}   (measure it: roadmap --model {artifact.spec} eval tools)")
+    elif artifact.spec:
         print(f"use it with: --embeddings {artifact.spec}   (measure it: roadmap finetune eval --name {artifact.name})")
     return 0
 
@@ -205,6 +241,12 @@ def add_finetune_commands(commands) -> None:
                        help="memory database file (default: $ROADMAP_MEMORY_DB, else memory.sqlite in the cache)")
     build.add_argument("--validation-share", type=float_in(0, 1, below=True),
                        help="share of examples in the validation split (default: 0.1)")
+    build.add_argument("--teacher", metavar="SPEC",
+                       help="also distil this model's tool decisions (e.g. local, the 1.5B model) on the training "
+                       "questions, for --trainer local-lora: minutes, one decision a question")
+    build.add_argument("--decision-questions", type=Path,
+                       help="training questions for --teacher: id, question, expected_tool "
+                       "(default: data/finetune/tool_questions.jsonl)")
     build.add_argument("--out", type=Path, help=f"output folder ({data_help})")
     build.add_argument("--force", action="store_true",
                        help="replace JSONL files in --out that this command did not write")
@@ -227,17 +269,22 @@ def add_finetune_commands(commands) -> None:
     validate.set_defaults(handler=cmd_finetune_validate)
 
     train = add_verb(actions, "train", json_help="print the artifact's manifest as JSON",
-                     help="train with a trainer: local-embeddings (this CPU) or openai (hosted)")
-    train.add_argument("--trainer", default="local-embeddings", help="local-embeddings (default) or openai")
+                     help="train with a trainer: local-embeddings or local-lora (this CPU), or openai (hosted)")
+    train.add_argument("--trainer", default="local-embeddings",
+                       help="local-embeddings (default), local-lora (the chat model) or openai")
     train.add_argument("--name", default=DEFAULT_NAME, help=f"artifact name (default: {DEFAULT_NAME})")
     train.add_argument("--data", type=Path, help=f"{data_help}; built first when missing")
-    train.add_argument("--base", help="openai: the model to fine-tune (default: gpt-4o-mini-2024-07-18)")
+    train.add_argument("--base", help="the model to fine-tune: local-lora: local-small (default) or local; "
+                       "openai: a model name (default: gpt-4o-mini-2024-07-18)")
     train.add_argument("--epochs", type=int_in(1, MAX_EPOCHS),
-                       help="local-embeddings: passes over the pairs (default: 3)")
-    train.add_argument("--batch-size", type=int_in(2, MAX_BATCH_SIZE),
-                       help="local-embeddings: pairs per step (default: 16)")
+                       help="passes over the data (default: local-embeddings 3, local-lora 1)")
+    train.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE),
+                       help="examples per step (default: local-embeddings 16, local-lora 12)")
     train.add_argument("--learning-rate", type=float_in(0, 1, above=True, below=True),
-                       help="local-embeddings: AdamW learning rate (default: 5e-5)")
+                       help="AdamW learning rate (default: local-embeddings 5e-5, local-lora 1e-3)")
+    train.add_argument("--rank", type=int_in(1, MAX_RANK), help="local-lora: the adapter's rank (default: 8)")
+    train.add_argument("--max-steps", type=int_in(1, MAX_STEPS),
+                       help="local-lora: stop after this many steps (a quick trial)")
     train.add_argument("--max-seq-length", type=int_in(16, MAX_SEQ_LENGTH),
                        help="local-embeddings: tokens per text while training (default: 256)")
     train.add_argument("--yes-upload", action="store_true", help="openai: confirm that the data may be uploaded")

@@ -354,7 +354,8 @@ def build_dataset(
     return dataset
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> str:
+    """Write ``rows`` as JSONL, atomically; return the text's SHA-256."""
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     write_atomic(path, text)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -394,7 +395,7 @@ def write_dataset(dataset: Dataset, out: Path, force: bool = False) -> dict[str,
         "splits": {"heldout_share": HELDOUT_SHARE, "validation_share": dataset.validation_share,
                    "rule": "sha256 of the RAG question id (held out) / of the question (validation)"},
         "heldout_ids": [item["id"] for item in dataset.heldout],
-        "sha256": {FILES[name]: _write_jsonl(out / FILES[name], rows) for name, rows in files.items()},
+        "sha256": {FILES[name]: write_jsonl(out / FILES[name], rows) for name, rows in files.items()},
     }
     (out / DATASET_MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
     return manifest

@@ -3,6 +3,10 @@
 * ``local-embeddings`` fine-tunes the MiniLM embeddings of step 3 on (question, passage)
   pairs, on the CPU, in minutes, and saves a versioned model folder (``shared/finetune/artifacts.py``);
   use it anywhere with ``--embeddings local:ft/<name>``.
+* ``local-lora`` fine-tunes the embedded chat model itself (``local-small`` by default, or
+  ``local``) with LoRA adapters, on this CPU, on the tool decisions ``roadmap finetune build
+  --teacher local`` distils (``shared/finetune/distill.py``, ``lora_training.py``); the adapter
+  is exported for llama.cpp and used as ``--model local-small:ft/<name>``.
 * ``openai`` uploads the chat-format training (and validation) file and creates a hosted
   fine-tuning job; ``status`` polls it until OpenAI names the model, usable as
   ``--model openai:ft:...``. It runs only with ``OPENAI_API_KEY`` *and* an explicit
@@ -38,6 +42,9 @@ from typing import Any
 from shared.core.errors import RoadmapError
 from shared.core.files import file_sha256
 from shared.finetune.artifacts import (
+    ADAPTER_FILE,
+    LORA_BASES,
+    LORA_TRAINER,
     Artifact,
     artifacts_root,
     load_artifact,
@@ -153,6 +160,122 @@ class LocalEmbeddingsTrainer(Trainer):
         return artifact
 
 
+class LocalLoraTrainer(Trainer):
+    name = LORA_TRAINER
+    trains = "the embedded chat model (local-small by default) with LoRA adapters, on distilled tool decisions"
+    needs = "roadmap finetune build --teacher local first; about 15 min and 6 GB of memory on 2 cores"
+    SETTINGS = ("epochs", "rank", "batch_size", "learning_rate", "max_steps")
+
+    def _settings(self, request: TrainRequest) -> Any:
+        from shared.finetune.lora_training import LoraSettings
+
+        unknown = sorted(set(request.settings) - set(self.SETTINGS))
+        if unknown:
+            raise RoadmapError(f"the local-lora trainer takes no {', '.join(unknown)} setting; its settings are: "
+                               "--epochs, --rank, --batch-size, --learning-rate, --max-steps")
+        settings = LoraSettings(**request.settings)
+        settings.check()
+        return settings
+
+    def check(self, request: TrainRequest) -> None:
+        if (request.base or "local-small") not in LORA_BASES:
+            raise RoadmapError(f"the local-lora trainer fine-tunes {' or '.join(LORA_BASES)}, not {request.base!r}; "
+                               "pass --base local-small (the default) or --base local")
+        self._settings(request)
+        refuse_to_overwrite(request.name, request.force)
+
+    def train(self, request: TrainRequest) -> Artifact:
+        import sys
+
+        from peft import get_peft_model_state_dict
+
+        from shared.core.files import read_jsonl
+        from shared.core.settings import cache_dir
+        from shared.finetune.distill import DECISION_FILES
+        from shared.finetune.lora_gguf import export_lora_gguf
+        from shared.finetune.lora_training import (
+            available_memory,
+            estimate,
+            load_model,
+            load_tokenizer,
+            tokenize_all,
+            train_lora,
+        )
+        from shared.finetune.validation import token_counter, validate_file
+        from shared.models.gguf_files import QWEN_0_5B, QWEN_1_5B, ensure_model_file
+
+        self.check(request)
+        settings, base = self._settings(request), request.base or "local-small"
+        folder = request.data.expanduser()
+        train_file = folder / DECISION_FILES["train"]
+        if not train_file.exists():
+            raise RoadmapError(f"{train_file} does not exist; distil the tool decisions first: "
+                               f"roadmap finetune build --teacher local --out {request.data}")
+        validate_file(train_file, token_counter(base)).raise_if_invalid()
+        validation_file = folder / DECISION_FILES["validation"]
+        # The evaluation questions are never trained on: refuse a file that contains one of them.
+        check_decisions_unseen(train_file)
+        source = QWEN_0_5B if base == "local-small" else QWEN_1_5B
+        gguf = ensure_model_file(source, cache_dir() / "models", show_progress=request.progress)
+        tokenizer = load_tokenizer(gguf)
+        train = tokenize_all(tokenizer, [row["messages"] for row in read_jsonl(train_file, required=("messages",))])
+        validation = tokenize_all(tokenizer, [row["messages"] for row in read_jsonl(validation_file, ("messages",))]) \
+            if validation_file.exists() and validation_file.stat().st_size else []
+        planned = estimate(train, settings, base, validation)
+        free = available_memory()
+        if free is not None and planned.peak_bytes > free:
+            raise RoadmapError(f"fine-tuning {base} needs about {planned.peak_bytes / 1e9:.1f} GB of memory and "
+                               f"{free / 1e9:.1f} GB are available; close other programs, or use --base local-small")
+        if request.progress:
+            print(f"fine-tuning {base} on {len(train)} decisions: {planned.line()}", file=sys.stderr, flush=True)
+        model = load_model(gguf)
+        partial = artifacts_root() / f".partial-{request.name}-{os.getpid()}"
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            peft_model, metrics = train_lora(model, train, validation, settings, progress=request.progress)
+            partial.mkdir(parents=True)
+            export_lora_gguf(get_peft_model_state_dict(peft_model), partial / ADAPTER_FILE, arch="qwen2",
+                             n_blocks=model.config.num_hidden_layers, alpha=settings.alpha,
+                             base_sha256=source.sha256, name=request.name)
+            peft_model.save_pretrained(str(partial / "peft"))
+            version = file_sha256(partial / ADAPTER_FILE)[:12]
+            target = artifacts_root() / request.name / version
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial.rename(target)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        metrics["estimated_seconds"] = round(planned.seconds)
+        artifact = Artifact(
+            name=request.name, trainer=self.name, base_model=source.label, created=_now(),
+            data_sha256=file_sha256(train_file), spec=f"{base}:ft/{request.name}", version=version,
+            settings={**settings.as_dict(), "base": base, "base_sha256": source.sha256,
+                      "versions": {p: metadata.version(p) for p in ("transformers", "peft", "torch", "gguf")}},
+            metrics={"training": metrics},
+        )
+        save_artifact(artifact)
+        return artifact
+
+
+def check_decisions_unseen(path: Path) -> None:
+    """Refuse a decisions file whose questions include one of the tools or agent evaluation sets (any split).
+
+    Raises:
+        RoadmapError: The first such question, with its line number.
+    """
+    from shared.core.files import DATA_DIR, read_jsonl
+    from shared.finetune.dataset import normalise_question
+
+    evaluated = {normalise_question(item["question"])
+                 for file in sorted((DATA_DIR / "eval").glob("*/*.jsonl")) if file.stem in ("tools", "agent")
+                 for item in read_jsonl(file, required=("question",))}
+    for number, row in enumerate(read_jsonl(path, required=("messages",)), 1):
+        asked = [m.get("content") for m in row["messages"] if isinstance(m, dict) and m.get("role") == "user"]
+        if asked and normalise_question(str(asked[-1])) in evaluated:
+            raise RoadmapError(f"{path}, line {number}: its question is an evaluation question, which must never be "
+                               "trained on; build the decisions from other questions")
+
+
 class OpenAITrainer(Trainer):
     name = "openai"
     trains = "an OpenAI chat model, as a hosted fine-tuning job, on the chat-format examples"
@@ -250,7 +373,9 @@ def _message(exc: Any) -> str:
     return str(detail.get("message") or exc.message)
 
 
-TRAINERS: dict[str, Trainer] = {trainer.name: trainer for trainer in (LocalEmbeddingsTrainer(), OpenAITrainer())}
+TRAINERS: dict[str, Trainer] = {
+    trainer.name: trainer for trainer in (LocalEmbeddingsTrainer(), LocalLoraTrainer(), OpenAITrainer())
+}
 
 
 def get_trainer(name: str) -> Trainer:

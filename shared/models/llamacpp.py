@@ -169,13 +169,16 @@ def _load_engine(
                 "llama-cpp-python is not installed; install the project with: pip install -e ."
             ) from None
         try:
-            llm = Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=n_threads or os.cpu_count(),
-                lora_path=lora_path or None,
-                verbose=False,
-            )
+            # Note: with an adapter, llama.cpp logs a line per weight it cannot repack (a notice,
+            # not an error); its log goes through Python's stderr, muted here as for a vocabulary.
+            with contextlib.redirect_stderr(io.StringIO()) if lora_path else contextlib.nullcontext():
+                llm = Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=n_threads or os.cpu_count(),
+                    lora_path=lora_path or None,
+                    verbose=False,
+                )
         except ValueError as exc:
             raise RoadmapError(f"llama.cpp could not load {path}: {exc}; is it a complete GGUF file?") from None
         except RuntimeError as exc:  # what llama-cpp-python raises for an adapter it cannot apply

@@ -78,11 +78,15 @@ def test_validate_bad_files_exit_2_with_one_line(capsys, tmp_path, content, expe
 
 def test_train_bad_inputs_exit_2_with_one_line(capsys, monkeypatch, tmp_path):
     cases = [
-        (["--trainer", "gpu"], "unknown trainer 'gpu'; the trainers are: local-embeddings, openai"),
+        (["--trainer", "gpu"], "unknown trainer 'gpu'; the trainers are: local-embeddings, local-lora, openai"),
         (["--trainer", "openai"], "needs the OPENAI_API_KEY"),
         (["--trainer", "local-embeddings", "--epochs", "0"], "argument --epochs: 0 is out of range"),
         (["--name", "Bad Name"], "bad artifact name"),
         (["--data", str(tmp_path / "none")], "build the dataset first"),
+        (["--trainer", "local-lora", "--base", "gpt-4o"], "fine-tunes local or local-small, not 'gpt-4o'"),
+        (["--trainer", "local-lora", "--max-seq-length", "64"], "takes no max_seq_length setting"),
+        (["--trainer", "local-lora", "--rank", "0"], "argument --rank: 0 is out of range"),
+        (["--trainer", "local-lora", "--data", str(tmp_path / "none")], "roadmap finetune build --teacher local"),
     ]
     for argv, expected in cases:
         code, _, err = run(capsys, "finetune", "train", *argv)

@@ -26,7 +26,7 @@ def test_dry_run_json(capsys):
     assert main(["--model", "fake", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["step"] == 7 and payload["trained"] is None
-    assert payload["validation"]["ok"] and payload["trainers"] == ["local-embeddings", "openai"]
+    assert payload["validation"]["ok"] and payload["trainers"] == ["local-embeddings", "local-lora", "openai"]
     assert payload["dataset"]["heldout_questions"] == 16
 
 

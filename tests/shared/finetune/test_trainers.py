@@ -55,7 +55,8 @@ def local_artifact(name="demo", version="abc123"):
 
 
 def test_unknown_trainer_and_bad_names():
-    with pytest.raises(RoadmapError, match="unknown trainer 'gpu'; the trainers are: local-embeddings, openai"):
+    with pytest.raises(RoadmapError,
+                       match="unknown trainer 'gpu'; the trainers are: local-embeddings, local-lora, openai"):
         get_trainer("gpu")
     with pytest.raises(RoadmapError, match="bad artifact name '../x'"):
         check_name("../x")
