@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     #    cores): the 1.5B model's tool decisions are distilled into the 0.5B model, whose LoRA
     #    adapter llama.cpp then loads by spec - docs/finetune.md has the measured gain.
     out("the chat model too: roadmap finetune build --teacher local && roadmap finetune train --trainer local-lora "
-        "--name tools && roadmap --model local-small:ft/tools agent \"...\"")
+        "--name tools && roadmap --model local-small:ft/tools eval tools")
     if args.json:
         print_json({**payload, "trained": artifact.as_dict(), "reused": reused, "retrieval": rows})
     return 0

@@ -118,7 +118,7 @@ def test_the_lora_trainer_says_how_to_build_missing_decisions(tmp_path):
 
 @pytest.mark.e2e
 def test_a_short_real_fine_tune_registers_an_adapter_the_spec_loads(local_model_env, tmp_path):
-    """Two steps on the 0.5B model: trained, exported, registered, listed, and it decides by its spec."""
+    """Two steps on the 0.5B model, 10 examples: trained, exported, registered, listed, and it decides by its spec."""
     pytest.importorskip("peft")
     from shared.finetune.artifacts import list_artifacts
     from shared.models.registry import get_chat_model
@@ -128,7 +128,8 @@ def test_a_short_real_fine_tune_registers_an_adapter_the_spec_loads(local_model_
     data.mkdir()
     rows = [decision_example(f"How much are {n} boxes at {p} won each?",
                              {"action": "calculator", "args": {"expression": f"{n} * {p}"}}, TOOL_EXAMPLES)
-            for n, p in [(3, 700), (4, 1300), (6, 2100), (7, 850), (9, 420), (11, 990), (13, 160), (14, 75)]]
+            for n, p in [(3, 700), (4, 1300), (6, 2100), (7, 850), (9, 420), (11, 990), (13, 160), (14, 75),
+                         (16, 230), (17, 640)]]
     (data / DECISION_FILES["train"]).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     artifact = get_trainer("local-lora").train(
         TrainRequest(name="tiny", data=data, settings={"max_steps": 2, "batch_size": 4, "epochs": 1}))
