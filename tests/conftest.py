@@ -261,7 +261,7 @@ def fake_training(monkeypatch):
     """Replace the MiniLM training loop by one that only writes a model folder's marker files."""
 
     def fine_tune(pairs, base_dir, out_dir, settings, validation=(), progress=False):
-        out_dir.mkdir(parents=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "modules.json").write_text("[]")
         (out_dir / "model.safetensors").write_bytes(repr(settings).encode())
         return {"pairs": len(pairs), "validation_pairs": len(validation), "steps": 1, "seconds": 0.0,

@@ -94,6 +94,30 @@ def _data_file(request: TrainRequest, split: str) -> Path:
     return path
 
 
+@contextmanager
+def _staging(name: str) -> Iterator[Path]:
+    """A fresh folder in the registry to write a model into; removed whatever happens, so a run
+    that fails or is stopped leaves nothing half-registered."""
+    partial = artifacts_root() / f".partial-{name}-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _keep_version(partial: Path, name: str, weights: str) -> str:
+    """Move a staged model to ``<name>/<version>``, the version being the first 12 hex digits of
+    the SHA-256 of its ``weights`` file (the same weights keep their folder); return the version."""
+    version = file_sha256(partial / weights)[:12]
+    target = artifacts_root() / name / version
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial.rename(target)
+    return version
+
+
 class Trainer(ABC):
     """A fine-tuning backend."""
 
@@ -138,17 +162,9 @@ class LocalEmbeddingsTrainer(Trainer):
         # The held-out questions measure the gain: refuse data that contains one of them.
         check_no_overlap([(p.id, p.question) for p in pairs + validation], heldout_questions(load_rag_set(RAG_SET)))
         settings = TuneSettings(**request.settings)
-        partial = artifacts_root() / f".partial-{request.name}-{os.getpid()}"
-        shutil.rmtree(partial, ignore_errors=True)
-        try:
+        with _staging(request.name) as partial:
             metrics = fine_tune(pairs, minilm_dir(), partial, settings, validation, progress=request.progress)
-            version = file_sha256(partial / "model.safetensors")[:12]
-            target = artifacts_root() / request.name / version
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial.rename(target)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
+            version = _keep_version(partial, request.name, "model.safetensors")
         artifact = Artifact(
             name=request.name, trainer=self.name, base_model="sentence-transformers/all-MiniLM-L6-v2",
             created=_now(), data_sha256=file_sha256(train_file), spec=f"local:ft/{request.name}", version=version,
@@ -229,22 +245,13 @@ class LocalLoraTrainer(Trainer):
         if request.progress:
             print(f"fine-tuning {base} on {len(train)} decisions: {planned.line()}", file=sys.stderr, flush=True)
         model = load_model(gguf)
-        partial = artifacts_root() / f".partial-{request.name}-{os.getpid()}"
-        shutil.rmtree(partial, ignore_errors=True)
-        try:
+        with _staging(request.name) as partial:
             peft_model, metrics = train_lora(model, train, validation, settings, progress=request.progress)
-            partial.mkdir(parents=True)
             export_lora_gguf(get_peft_model_state_dict(peft_model), partial / ADAPTER_FILE, arch="qwen2",
                              n_blocks=model.config.num_hidden_layers, alpha=settings.alpha,
                              base_sha256=source.sha256, name=request.name)
             peft_model.save_pretrained(str(partial / "peft"))
-            version = file_sha256(partial / ADAPTER_FILE)[:12]
-            target = artifacts_root() / request.name / version
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                partial.rename(target)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
+            version = _keep_version(partial, request.name, ADAPTER_FILE)
         metrics["estimated_seconds"] = round(planned.seconds)
         artifact = Artifact(
             name=request.name, trainer=self.name, base_model=source.label, created=_now(),
