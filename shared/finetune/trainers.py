@@ -203,11 +203,20 @@ class LocalLoraTrainer(Trainer):
     def train(self, request: TrainRequest) -> Artifact:
         import sys
 
+        from shared.finetune.distill import DECISION_FILES
+
+        self.check(request)
+        settings, base = self._settings(request), request.base or "local-small"
+        folder = request.data.expanduser()
+        train_file = folder / DECISION_FILES["train"]
+        if not train_file.exists():
+            raise RoadmapError(f"{train_file} does not exist; distil the tool decisions first: "
+                               f"roadmap finetune build --teacher local --out {request.data}")
+        # The heavy imports (torch, transformers, peft) only once the request is known to be good.
         from peft import get_peft_model_state_dict
 
         from shared.core.files import read_jsonl
         from shared.core.settings import cache_dir
-        from shared.finetune.distill import DECISION_FILES
         from shared.finetune.lora_gguf import export_lora_gguf
         from shared.finetune.lora_training import (
             available_memory,
@@ -220,13 +229,6 @@ class LocalLoraTrainer(Trainer):
         from shared.finetune.validation import token_counter, validate_file
         from shared.models.gguf_files import QWEN_0_5B, QWEN_1_5B, ensure_model_file
 
-        self.check(request)
-        settings, base = self._settings(request), request.base or "local-small"
-        folder = request.data.expanduser()
-        train_file = folder / DECISION_FILES["train"]
-        if not train_file.exists():
-            raise RoadmapError(f"{train_file} does not exist; distil the tool decisions first: "
-                               f"roadmap finetune build --teacher local --out {request.data}")
         validate_file(train_file, token_counter(base)).raise_if_invalid()
         validation_file = folder / DECISION_FILES["validation"]
         # The evaluation questions are never trained on: refuse a file that contains one of them.

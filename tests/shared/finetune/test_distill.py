@@ -116,6 +116,71 @@ def test_the_lora_trainer_says_how_to_build_missing_decisions(tmp_path):
         get_trainer("local-lora").train(TrainRequest(name="demo", data=tmp_path / "none"))
 
 
+@pytest.fixture
+def tiny_training(monkeypatch, tmp_path):
+    """The local-lora trainer on a two-layer random Qwen2 model and a character tokenizer: the
+    whole flow (tokenize, train, export, register) in seconds, without the embedded model."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from shared.finetune import lora_training, validation
+    from shared.models import gguf_files
+
+    class CharTokenizer:
+        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+            return chatml(messages, add_generation_prompt)
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": [ord(c) % 64 for c in text]}
+
+    def tiny_model(path):
+        torch.manual_seed(0)
+        return Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                            num_attention_heads=4, num_key_value_heads=2))
+
+    monkeypatch.setattr(gguf_files, "ensure_model_file", lambda source, folder, show_progress=True: tmp_path)
+    monkeypatch.setattr(lora_training, "load_tokenizer", lambda path: CharTokenizer())
+    monkeypatch.setattr(lora_training, "load_model", tiny_model)
+    fake_counter = validation.token_counter("fake")
+    monkeypatch.setattr(validation, "token_counter", lambda spec: fake_counter)
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [{"messages": [{"role": "system", "content": "Decide."}, {"role": "user", "content": f"What is {i} + 1?"},
+                          {"role": "assistant", "content": decision_text("calculator", {"expression": f"{i}+1"})}]}
+            for i in range(12)]
+    (data / DECISION_FILES["train"]).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return data
+
+
+def test_the_lora_trainer_registers_the_adapter_only_when_all_is_written(tiny_training):
+    from shared.finetune.artifacts import ADAPTER_FILE, artifact_dir, artifacts_root, list_artifacts
+    from shared.finetune.lora_gguf import read_lora_gguf
+    from shared.models.gguf_files import QWEN_0_5B
+
+    artifact = get_trainer("local-lora").train(
+        TrainRequest(name="tiny", data=tiny_training, settings={"batch_size": 4, "epochs": 2}))
+    assert artifact.spec == "local-small:ft/tiny" and artifact.settings["base_sha256"] == QWEN_0_5B.sha256
+    assert artifact.metrics["training"]["steps"] == 6 and artifact.metrics["training"]["estimated_seconds"] > 0
+    folder = artifact_dir("tiny") / artifact.version
+    assert read_lora_gguf(folder / ADAPTER_FILE).base_sha256 == QWEN_0_5B.sha256
+    assert (folder / "peft" / "adapter_config.json").exists()
+    assert [a.name for a in list_artifacts()] == ["tiny"]
+    assert not [p for p in artifacts_root().iterdir() if p.name.startswith(".partial")]
+
+
+def test_a_stopped_lora_run_leaves_nothing_registered(tiny_training, monkeypatch):
+    from shared.finetune import lora_training
+    from shared.finetune.artifacts import artifacts_root, list_artifacts
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lora_training, "train_lora", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        get_trainer("local-lora").train(TrainRequest(name="tiny", data=tiny_training))
+    assert list_artifacts() == [] and not list(artifacts_root().iterdir())
+
+
 @pytest.mark.e2e
 def test_a_short_real_fine_tune_registers_an_adapter_the_spec_loads(local_model_env, tmp_path):
     """Two steps on the 0.5B model, 10 examples: trained, exported, registered, listed, and it decides by its spec."""
