@@ -76,6 +76,15 @@ def test_validate_bad_files_exit_2_with_one_line(capsys, tmp_path, content, expe
     assert expected in out  # the full report is still printed
 
 
+def test_build_with_a_teacher_writes_its_decisions(capsys, scripted, tmp_path):
+    scripted([])  # the scripted fake decides nothing: every decision is "answer"
+    code, out, _ = run(capsys, "finetune", "build", "--teacher", "fake", "--out", str(tmp_path / "data"))
+    assert code == 0 and "tool decisions of fake:" in out and "decisions-train.jsonl" in out
+    manifest = json.loads((tmp_path / "data" / "decisions.json").read_text())
+    assert manifest["teacher"] == "fake" and manifest["counts"]["train"] + manifest["counts"]["validation"] > 0
+    assert all(d["teacher"] == "answer" for d in manifest["dropped"])
+
+
 def test_train_bad_inputs_exit_2_with_one_line(capsys, monkeypatch, tmp_path):
     cases = [
         (["--trainer", "gpu"], "unknown trainer 'gpu'; the trainers are: local-embeddings, local-lora, openai"),
