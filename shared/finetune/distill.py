@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,12 @@ def load_decision_questions(path: Path) -> list[dict[str, Any]]:
     return items
 
 
+@lru_cache(maxsize=1)
+def _tool_dicts() -> list[dict[str, Any]]:
+    """The five tools as a bound model sees them (built once, not once a question)."""
+    return [convert_to_openai_tool(tool) for tool in build_tools()]
+
+
 def decision_example(question: str, decision: dict[str, Any], examples: Sequence[dict[str, Any]] = ()) -> dict:
     """One chat example: the decision prompt for ``question``, then ``decision`` as the reply.
 
@@ -68,8 +75,7 @@ def decision_example(question: str, decision: dict[str, Any], examples: Sequence
     Returns:
         ``{"messages": [...]}``, the few-shot replies with ``"weight": 0``.
     """
-    tools = [convert_to_openai_tool(tool) for tool in build_tools()]
-    request = decision_request([SystemMessage(TOOL_SYSTEM), HumanMessage(question)], tools, None, examples)
+    request = decision_request([SystemMessage(TOOL_SYSTEM), HumanMessage(question)], _tool_dicts(), None, examples)
     messages = [{"role": m["role"], "content": m["content"], **({"weight": 0} if m["role"] == "assistant" else {})}
                 for m in to_chat_dicts([*request.head, *request.conversation])]
     action = decision["action"]
