@@ -196,10 +196,11 @@ def test_a_short_real_fine_tune_registers_an_adapter_the_spec_loads(local_model_
             for n, p in [(3, 700), (4, 1300), (6, 2100), (7, 850), (9, 420), (11, 990), (13, 160), (14, 75),
                          (16, 230), (17, 640)]]
     (data / DECISION_FILES["train"]).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    before = {a.name for a in list_artifacts()} - {"tiny"}  # the session cache may hold other tests' artifacts
     artifact = get_trainer("local-lora").train(
         TrainRequest(name="tiny", data=data, settings={"max_steps": 2, "batch_size": 4, "epochs": 1}))
     assert artifact.spec == "local-small:ft/tiny" and artifact.metrics["training"]["steps"] == 2
-    assert [a.name for a in list_artifacts()] == ["tiny"]
+    assert {a.name for a in list_artifacts()} == before | {"tiny"}
     assert not any(p.name.startswith(".partial") for p in (local_model_env / "finetune" / "models").iterdir())
     model = get_chat_model("local-small:ft/tiny", temperature=0.0)
     reply = model.bind_tools(build_tools(), tool_examples=TOOL_EXAMPLES).invoke("What is 12 times 31?")
