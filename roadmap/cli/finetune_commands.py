@@ -15,13 +15,13 @@ from shared.core.commands import (
     warn,
 )
 from shared.core.errors import RoadmapError
+from shared.finetune.lora_training import MAX_DECISION_WEIGHT, MAX_RANK
 
 # Ranges of the numeric options (see shared.core.commands.int_in): a typo is refused before any work.
 MAX_CONTEXT_TOKENS = 1_000_000
 MAX_PRICE_PER_MTOK = 10_000.0
 MAX_BATCH_SIZE = 1024
 MAX_INTERVAL_S = 3600.0
-MAX_RANK = 64
 MAX_STEPS = 100_000
 
 
@@ -113,7 +113,8 @@ def cmd_finetune_train(args) -> int:
 
     trainer = get_trainer(args.trainer)
     options = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-               "max_seq_length": args.max_seq_length, "rank": args.rank, "max_steps": args.max_steps}
+               "max_seq_length": args.max_seq_length, "rank": args.rank, "max_steps": args.max_steps,
+               "decision_weight": args.decision_weight}
     request = TrainRequest(
         name=args.name, data=args.data or default_dataset_dir(), base=args.base, force=args.force,
         # Progress bars go to stderr, so they stay on with --json (stdout is the manifest).
@@ -285,6 +286,8 @@ def add_finetune_commands(commands) -> None:
     train.add_argument("--rank", type=int_in(1, MAX_RANK), help="local-lora: the adapter's rank (default: 8)")
     train.add_argument("--max-steps", type=int_in(1, MAX_STEPS),
                        help="local-lora: stop after this many steps (a quick trial)")
+    train.add_argument("--decision-weight", type=float_in(1, MAX_DECISION_WEIGHT),
+                       help="local-lora: loss weight of the tokens naming the tool in a decision (default: 1)")
     train.add_argument("--max-seq-length", type=int_in(16, MAX_SEQ_LENGTH),
                        help="local-embeddings: tokens per text while training (default: 256)")
     train.add_argument("--yes-upload", action="store_true", help="openai: confirm that the data may be uploaded")

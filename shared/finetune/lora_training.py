@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 import sys
 import time
 import warnings
@@ -45,6 +46,7 @@ from shared.core.errors import RoadmapError
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 MAX_RANK = 64
 MAX_BATCH = 64
+MAX_DECISION_WEIGHT = 50.0
 MAX_EXAMPLE_TOKENS = 4096
 MIN_EXAMPLES = 10  # as the validator (and hosted trainers) require
 # Measured on 2 cores (docs/finetune.md), for the 0.5B base: seconds per token of a shared start
@@ -55,6 +57,8 @@ SECONDS_PER_TOKEN = {"start": 0.017, "own": 0.056}
 LOAD_SECONDS = 100.0
 PEAK_BYTES = 6.0e9
 COST = {"local-small": 1.0, "local": 3.1}
+# A tool decision as step 5 writes it: the tool's name comes first.
+DECISION = re.compile(r'\{\s*"action"\s*:\s*"([^"\\]+)"')
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class LoraSettings:
 
     ``batch_size`` examples share one computation of their common start and one optimizer step;
     ``max_steps`` stops early (a quick trial run). ``alpha / rank`` is the adapter's scale.
+    ``decision_weight`` is the loss weight of the tokens that name the tool in a decision reply
+    (every other reply token weighs 1).
     """
 
     epochs: int = 1
@@ -71,6 +77,7 @@ class LoraSettings:
     learning_rate: float = 1e-3
     batch_size: int = 12
     max_steps: int | None = None
+    decision_weight: float = 1.0
     seed: int = 0
 
     @property
@@ -87,6 +94,9 @@ class LoraSettings:
             raise RoadmapError(f"--max-steps must be at least 1, not {self.max_steps}")
         if not 0 < self.learning_rate <= 0.01:
             raise RoadmapError(f"--learning-rate must be in (0, 0.01], not {self.learning_rate}")
+        if not 1 <= self.decision_weight <= MAX_DECISION_WEIGHT:
+            raise RoadmapError(f"--decision-weight must be between 1 and {MAX_DECISION_WEIGHT:g}, "
+                               f"not {self.decision_weight:g}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,19 +104,64 @@ class LoraSettings:
 
 @dataclass(frozen=True)
 class Tokenized:
-    """One example as token ids, with a flag per token: True where the loss counts (assistant text)."""
+    """One example as token ids, with a loss weight per token: 0 for context, above 0 for assistant text."""
 
     ids: list[int]
-    trained: list[bool]
+    weights: list[float]
 
     @property
     def first_trained(self) -> int:
-        return self.trained.index(True)
+        return next(i for i, weight in enumerate(self.weights) if weight)
+
+
+def decision_span(reply: str) -> tuple[int, int] | None:
+    """Where the tool's name is in a decision reply (``{"action": "NAME", ...}``), or ``None``.
+
+    Example:
+        >>> reply = '{"action": "calculator", "args": {"expression": "2 * 3"}}'
+        >>> start, end = decision_span(reply)
+        >>> reply[start:end]
+        'calculator'
+        >>> decision_span("Seoul is the capital.") is None
+        True
+    """
+    found = DECISION.match(reply)
+    return found.span(1) if found else None
+
+
+def reply_weights(reply: str, ids: Sequence[int], decode: Callable[[list[int]], str] | None,
+                  decision_weight: float) -> list[float]:
+    """The loss weight of each token of a reply: 1, and ``decision_weight`` on the tool's name.
+
+    The tokens that overlap the name's characters get the weight; token boundaries come from
+    decoding the reply's tokens one prefix at a time (the name comes first, after ASCII only).
+
+    Example:
+        >>> reply = '{"action": "answer"}'
+        >>> ids = [ord(c) for c in reply]
+        >>> weights = reply_weights(reply, ids, lambda ids: "".join(map(chr, ids)), 5.0)
+        >>> "".join(c for c, w in zip(reply, weights) if w == 5.0)
+        'answer'
+    """
+    weights = [1.0] * len(ids)
+    span = decision_span(reply) if decode is not None and decision_weight != 1.0 else None
+    if span is None:
+        return weights
+    end_before = 0
+    for j in range(len(ids)):
+        end = len(decode(list(ids[: j + 1])))
+        if end > span[0] and end_before < span[1]:
+            weights[j] = decision_weight
+        if end >= span[1]:
+            break
+        end_before = end
+    return weights
 
 
 def tokenize_example(render: Callable[..., str], encode: Callable[[str], list[int]],
-                     messages: Sequence[dict[str, str]]) -> Tokenized:
-    """Tokenize a chat-format example turn by turn; flag the tokens of the assistant's replies.
+                     messages: Sequence[dict[str, str]], decode: Callable[[list[int]], str] | None = None,
+                     decision_weight: float = 1.0) -> Tokenized:
+    """Tokenize a chat-format example turn by turn; weigh the tokens of the assistant's replies.
 
     An assistant message with ``"weight": 0`` (the chat-format convention) is context, not
     trained on: few-shot turns in a prompt, for instance.
@@ -116,6 +171,9 @@ def tokenize_example(render: Callable[..., str], encode: Callable[[str], list[in
         encode: Text -> token ids (special tokens read as such, no BOS added).
         messages: ``{"role", "content"}`` dicts (assistant ones may have ``weight``); at least one
             assistant turn with weight 1.
+        decode: Token ids -> text; with ``decision_weight``, to find the tool's name in a decision.
+        decision_weight: The loss weight of the tokens naming the tool in a decision reply (the
+            one choice the reply makes; the arguments after it are mostly copied from the question).
 
     Returns:
         The ``Tokenized`` example. Each reply's span is what the template writes after the
@@ -125,7 +183,7 @@ def tokenize_example(render: Callable[..., str], encode: Callable[[str], list[in
         RoadmapError: No assistant turn, or a template that does not extend its own prefix.
     """
     ids: list[int] = []
-    trained: list[bool] = []
+    weights: list[float] = []
     done = ""
     for i, message in enumerate(messages):
         if message["role"] != "assistant" or message.get("weight", 1) == 0:
@@ -138,12 +196,12 @@ def tokenize_example(render: Callable[..., str], encode: Callable[[str], list[in
         reply = closed[len(opened):].rstrip("\n")  # the reply and its end-of-turn token, not the newline after
         context, answer = encode(opened[len(done):]), encode(reply)
         ids += context + answer
-        trained += [False] * len(context) + [True] * len(answer)
+        weights += [0.0] * len(context) + reply_weights(reply, answer, decode, decision_weight)
         done = opened + reply
-    if not any(trained):
+    if not any(weights):
         raise RoadmapError("a training example has no assistant turn (of weight 1) to learn from; check the "
                            "dataset with roadmap finetune validate")
-    return Tokenized(ids, trained)
+    return Tokenized(ids, weights)
 
 
 def shared_start(batch: Sequence[Tokenized]) -> int:
@@ -183,7 +241,7 @@ def batch_cost(batch: Sequence[Tokenized]) -> int:
 
 
 def batch_step(causal_lm: Any, batch: Sequence[Tokenized], learn: bool = True) -> float:
-    """The mean cross-entropy over the trained tokens of ``batch``; with ``learn``, its gradients too.
+    """The weighted mean cross-entropy over the trained tokens of ``batch``; with ``learn``, its gradients too.
 
     The shared start runs once, without gradients, into a key/value cache; each example's own
     tokens then run on top of it, one example at a time (each on its own copy of the cache), and
@@ -192,7 +250,7 @@ def batch_step(causal_lm: Any, batch: Sequence[Tokenized], learn: bool = True) -
     backward pass, took 14 GB for a batch of 16 on the 0.5B model.
 
     Returns:
-        The loss, averaged over all trained tokens of the batch (gradients accumulate on the
+        The loss, averaged over all trained tokens of the batch by their weights (gradients accumulate on the
         adapter's parameters; the caller steps the optimizer).
     """
     import torch
@@ -202,18 +260,20 @@ def batch_step(causal_lm: Any, batch: Sequence[Tokenized], learn: bool = True) -
     if start:
         with torch.no_grad():
             computed = causal_lm.model(input_ids=torch.tensor([batch[0].ids[:start]]), use_cache=True).cache
-    counted = sum(sum(example.trained[start + 1:]) for example in batch)
+    counted = sum(sum(example.weights[start + 1:]) for example in batch)
     total = 0.0
     for example in batch:
         # Each example gets its own copy of the start's cache: the copy grows by the example's
         # tokens, whose keys and values belong to this example's graph alone.
         cache = copy.deepcopy(computed)
         ids = torch.tensor([example.ids[start:]])
-        wanted = torch.tensor(example.trained[start + 1:])  # the output at position j predicts token j + 1
+        weights = torch.tensor(example.weights[start + 1:])  # the output at position j predicts token j + 1
+        wanted = weights > 0
         with torch.set_grad_enabled(learn):
             hidden = causal_lm.model(input_ids=ids, cache=cache, use_cache=cache is not None).last_hidden_state
             logits = causal_lm.lm_head(hidden[0, :-1][wanted])
-            loss = torch.nn.functional.cross_entropy(logits.float(), ids[0, 1:][wanted], reduction="sum") / counted
+            losses = torch.nn.functional.cross_entropy(logits.float(), ids[0, 1:][wanted], reduction="none")
+            loss = (losses * weights[wanted]).sum() / counted
         if learn:
             loss.backward()
         total += float(loss.detach())
@@ -312,7 +372,8 @@ def load_model(gguf_path: Path) -> Any:
             from None
 
 
-def tokenize_all(tokenizer: Any, examples: Sequence[Sequence[dict[str, str]]]) -> list[Tokenized]:
+def tokenize_all(tokenizer: Any, examples: Sequence[Sequence[dict[str, str]]],
+                 decision_weight: float = 1.0) -> list[Tokenized]:
     """Every example tokenized with ``tokenizer``'s chat template (``tokenize_example``).
 
     Raises:
@@ -326,7 +387,7 @@ def tokenize_all(tokenizer: Any, examples: Sequence[Sequence[dict[str, str]]]) -
 
     tokenized = []
     for number, messages in enumerate(examples, 1):
-        example = tokenize_example(render, encode, messages)
+        example = tokenize_example(render, encode, messages, tokenizer.decode, decision_weight)
         if len(example.ids) > MAX_EXAMPLE_TOKENS:
             raise RoadmapError(f"training example {number} is {len(example.ids):,} tokens, over the "
                                f"{MAX_EXAMPLE_TOKENS:,} this CPU trainer takes; shorten it or leave it out")

@@ -180,7 +180,7 @@ class LocalLoraTrainer(Trainer):
     name = LORA_TRAINER
     trains = "the embedded chat model (local-small by default) with LoRA adapters, on distilled tool decisions"
     needs = "roadmap finetune build --teacher local first; about 15 min and 6 GB of memory on 2 cores"
-    SETTINGS = ("epochs", "rank", "batch_size", "learning_rate", "max_steps")
+    SETTINGS = ("epochs", "rank", "batch_size", "learning_rate", "max_steps", "decision_weight")
 
     def _settings(self, request: TrainRequest) -> Any:
         from shared.finetune.lora_training import LoraSettings
@@ -188,7 +188,7 @@ class LocalLoraTrainer(Trainer):
         unknown = sorted(set(request.settings) - set(self.SETTINGS))
         if unknown:
             raise RoadmapError(f"the local-lora trainer takes no {', '.join(unknown)} setting; its settings are: "
-                               "--epochs, --rank, --batch-size, --learning-rate, --max-steps")
+                               "--epochs, --rank, --batch-size, --learning-rate, --max-steps, --decision-weight")
         settings = LoraSettings(**request.settings)
         settings.check()
         return settings
@@ -236,9 +236,11 @@ class LocalLoraTrainer(Trainer):
         source = QWEN_0_5B if base == "local-small" else QWEN_1_5B
         gguf = ensure_model_file(source, cache_dir() / "models", show_progress=request.progress)
         tokenizer = load_tokenizer(gguf)
-        train = tokenize_all(tokenizer, [row["messages"] for row in read_jsonl(train_file, required=("messages",))])
-        validation = tokenize_all(tokenizer, [row["messages"] for row in read_jsonl(validation_file, ("messages",))]) \
-            if validation_file.exists() and validation_file.stat().st_size else []
+        weight = settings.decision_weight
+        train = tokenize_all(tokenizer, [row["messages"] for row in read_jsonl(train_file, required=("messages",))],
+                             weight)
+        validation = tokenize_all(tokenizer, [row["messages"] for row in read_jsonl(validation_file, ("messages",))],
+                                  weight) if validation_file.exists() and validation_file.stat().st_size else []
         planned = estimate(train, settings, base, validation)
         free = available_memory()
         if free is not None and planned.peak_bytes > free:

@@ -45,7 +45,7 @@ def test_an_example_is_the_decision_prompt_then_the_decision_alone_trained():
     assert messages[-2] == {"role": "user", "content": "What is 17 times 23?"}
     assert messages[-1] == {"role": "assistant", "content": decision_text("calculator", {"expression": "17 * 23"})}
     example = tokenize_example(chatml, lambda text: [ord(c) for c in text], messages)
-    trained = "".join(chr(i) for i, t in zip(example.ids, example.trained) if t)
+    trained = "".join(chr(i) for i, t in zip(example.ids, example.weights) if t)
     assert trained == '{"action": "calculator", "args": {"expression": "17 * 23"}}<|im_end|>'
 
 
@@ -132,6 +132,9 @@ def tiny_training(monkeypatch, tmp_path):
 
         def __call__(self, text, add_special_tokens=False):
             return {"input_ids": [ord(c) % 64 for c in text]}
+
+        def decode(self, ids):
+            return "?" * len(ids)  # one character a token, as encoded
 
     def tiny_model(path):
         torch.manual_seed(0)

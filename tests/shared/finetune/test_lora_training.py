@@ -36,7 +36,7 @@ def decode(ids):
 
 
 def trained_text(example):
-    return decode([i for i, t in zip(example.ids, example.trained) if t])
+    return decode([i for i, t in zip(example.ids, example.weights) if t])
 
 
 def test_only_the_assistant_replies_and_their_end_of_turn_are_trained():
@@ -54,6 +54,17 @@ def test_a_reply_of_weight_zero_is_context():
     example = tokenize_example(chatml, encode, messages)
     assert trained_text(example) == "6<|im_end|>"
     assert "4<|im_end|>" in decode(example.ids)
+
+
+def test_the_tokens_naming_the_tool_weigh_the_decision_weight():
+    reply = '{"action": "sql_query", "args": {"query": "SELECT 1"}}'
+    messages = [{"role": "user", "content": "How many orders?"}, {"role": "assistant", "content": reply}]
+    example = tokenize_example(chatml, encode, messages, decode, decision_weight=6.0)
+    assert decode([i for i, w in zip(example.ids, example.weights) if w == 6.0]) == "sql_query"
+    assert {w for w in example.weights if w not in (0.0, 6.0)} == {1.0}
+    plain = tokenize_example(chatml, encode, [messages[0], {"role": "assistant", "content": "About 40."}],
+                             decode, decision_weight=6.0)
+    assert set(plain.weights) == {0.0, 1.0}  # a reply that is not a decision weighs 1 throughout
 
 
 def test_an_example_with_nothing_to_learn_is_refused():
@@ -122,18 +133,19 @@ def test_the_shared_start_step_gives_the_full_sequence_loss(tiny_causal_lm):
 
     model = tiny_causal_lm
     head = [5, 6, 7, 8, 9, 10, 11, 12]
-    batch = [Tokenized(head + [20, 21, 22, 23], [False] * 10 + [True] * 2),
-             Tokenized(head + [30, 31, 32], [False] * 9 + [True] * 2)]
+    batch = [Tokenized(head + [20, 21, 22, 23], [0.0] * 10 + [4.0, 1.0]),
+             Tokenized(head + [30, 31, 32], [0.0] * 9 + [1.0, 1.0])]
     assert shared_start(batch) == 8
     loss = batch_step(model, batch, learn=False)
-    total, counted = 0.0, 0
+    total, counted = 0.0, 0.0
     for example in batch:
         ids = torch.tensor([example.ids])
         with torch.no_grad():
-            logits = model(input_ids=ids).logits[0, :-1]
-        wanted = torch.tensor(example.trained[1:])
-        total += float(torch.nn.functional.cross_entropy(logits[wanted], ids[0, 1:][wanted], reduction="sum"))
-        counted += int(wanted.sum())
+            logits = model(input_ids=ids).logits[0]
+        for position, weight in enumerate(example.weights):
+            if weight:  # the output before a token predicts it
+                total += weight * float(torch.nn.functional.cross_entropy(logits[position - 1], ids[0, position]))
+                counted += weight
     assert loss == pytest.approx(total / counted, rel=1e-5)
 
 
