@@ -138,14 +138,31 @@ class Trainer(ABC):
         return artifact
 
 
+def check_setting_names(trainer: str, settings: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """Refuse a setting ``trainer`` does not take, in one line that names the options it does take.
+
+    Example:
+        >>> check_setting_names("x", {"rank": 4, "scale": 2}, ("rank", "max_steps"))
+        Traceback (most recent call last):
+        ...
+        shared.core.errors.RoadmapError: the x trainer takes no scale setting; its settings are: --rank, --max-steps
+    """
+    unknown = sorted(set(settings) - set(allowed))
+    if unknown:
+        options = ", ".join("--" + name.replace("_", "-") for name in allowed)
+        raise RoadmapError(f"the {trainer} trainer takes no {', '.join(unknown)} setting; its settings are: {options}")
+
+
 class LocalEmbeddingsTrainer(Trainer):
     name = "local-embeddings"
     trains = "the MiniLM embeddings of step 3, on (question, passage) pairs, on this CPU"
     needs = "sentence-transformers (installed); a few minutes"
+    SETTINGS = ("epochs", "batch_size", "learning_rate", "max_seq_length")
 
     def check(self, request: TrainRequest) -> None:
         from shared.finetune.embedding_tuning import TuneSettings
 
+        check_setting_names(self.name, request.settings, self.SETTINGS)
         TuneSettings(**request.settings).check()
         refuse_to_overwrite(request.name, request.force)
 
@@ -185,10 +202,7 @@ class LocalLoraTrainer(Trainer):
     def _settings(self, request: TrainRequest) -> Any:
         from shared.finetune.lora_training import LoraSettings
 
-        unknown = sorted(set(request.settings) - set(self.SETTINGS))
-        if unknown:
-            raise RoadmapError(f"the local-lora trainer takes no {', '.join(unknown)} setting; its settings are: "
-                               "--epochs, --rank, --batch-size, --learning-rate, --max-steps, --decision-weight")
+        check_setting_names(self.name, request.settings, self.SETTINGS)
         settings = LoraSettings(**request.settings)
         settings.check()
         return settings

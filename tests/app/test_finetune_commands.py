@@ -95,6 +95,8 @@ def test_train_bad_inputs_exit_2_with_one_line(capsys, monkeypatch, tmp_path):
         (["--trainer", "local-lora", "--base", "gpt-4o"], "fine-tunes local or local-small, not 'gpt-4o'"),
         (["--trainer", "local-lora", "--max-seq-length", "64"], "takes no max_seq_length setting"),
         (["--trainer", "local-lora", "--rank", "0"], "argument --rank: 0 is out of range"),
+        (["--trainer", "local-lora", "--decision-weight", "0.5"], "argument --decision-weight: 0.5 is out of range"),
+        (["--trainer", "local-embeddings", "--decision-weight", "5"], "takes no decision_weight setting"),
         (["--trainer", "local-lora", "--data", str(tmp_path / "none")], "roadmap finetune build --teacher local"),
     ]
     for argv, expected in cases:

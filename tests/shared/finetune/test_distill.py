@@ -104,6 +104,7 @@ def test_a_decisions_file_holding_an_evaluation_question_is_refused(tmp_path):
     ("openai:gpt-4o-mini", {}, "fine-tunes local or local-small, not 'openai:gpt-4o-mini'"),
     ("local-small", {"max_seq_length": 64}, "takes no max_seq_length setting"),
     ("local-small", {"rank": 999}, "--rank must be between 1 and 64"),
+    ("local-small", {"decision_weight": 0.0}, "--decision-weight must be between 1 and 50"),
 ])
 def test_the_lora_trainer_refuses_bad_requests_before_any_work(tmp_path, base, settings, message):
     request = TrainRequest(name="demo", data=tmp_path, base=base, settings=settings)
