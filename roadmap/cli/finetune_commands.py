@@ -280,14 +280,14 @@ def add_finetune_commands(commands) -> None:
     train.add_argument("--epochs", type=int_in(1, MAX_EPOCHS),
                        help="passes over the data (default: local-embeddings 3, local-lora 1)")
     train.add_argument("--batch-size", type=int_in(1, MAX_BATCH_SIZE),
-                       help="examples per step (default: local-embeddings 16, local-lora 12)")
+                       help="examples per step (default: local-embeddings 16, local-lora 14)")
     train.add_argument("--learning-rate", type=float_in(0, 1, above=True, below=True),
-                       help="AdamW learning rate (default: local-embeddings 5e-5, local-lora 1e-3)")
+                       help="AdamW learning rate (default: local-embeddings 5e-5, local-lora 2e-3)")
     train.add_argument("--rank", type=int_in(1, MAX_RANK), help="local-lora: the adapter's rank (default: 8)")
     train.add_argument("--max-steps", type=int_in(1, MAX_STEPS),
                        help="local-lora: stop after this many steps (a quick trial)")
     train.add_argument("--decision-weight", type=float_in(1, MAX_DECISION_WEIGHT),
-                       help="local-lora: loss weight of the tokens naming the tool in a decision (default: 1)")
+                       help="local-lora: loss weight of the tokens naming the tool in a decision (default: 10)")
     train.add_argument("--max-seq-length", type=int_in(16, MAX_SEQ_LENGTH),
                        help="local-embeddings: tokens per text while training (default: 256)")
     train.add_argument("--yes-upload", action="store_true", help="openai: confirm that the data may be uploaded")
