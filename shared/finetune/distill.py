@@ -83,6 +83,24 @@ def decision_example(question: str, decision: dict[str, Any], examples: Sequence
     return {"messages": [*messages, {"role": "assistant", "content": reply}]}
 
 
+def drop_examples(messages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A decision example's messages without its few-shot turns: the system prompt, then the question on.
+
+    What the student sees when it decides without examples, as ``decision_example(question,
+    decision)`` writes it (tested to be the same).
+
+    Example:
+        >>> rows = [{"role": "system", "content": "S"}, {"role": "user", "content": "2+2?"},
+        ...         {"role": "assistant", "content": "4", "weight": 0}, {"role": "user", "content": "Q"},
+        ...         {"role": "assistant", "content": "D"}]
+        >>> [m["content"] for m in drop_examples(rows)]
+        ['S', 'Q', 'D']
+    """
+    last_question = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=0)
+    head = [messages[0]] if messages and messages[0]["role"] == "system" else []
+    return [*head, *messages[last_question:]]
+
+
 def teacher_decision(reply: AIMessage) -> dict[str, Any]:
     """The decision a model's reply to a tool-bound call stands for (its first tool call, or none)."""
     if not reply.tool_calls:

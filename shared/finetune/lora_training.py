@@ -68,7 +68,9 @@ class LoraSettings:
     ``batch_size`` examples share one computation of their common start and one optimizer step;
     ``max_steps`` stops early (a quick trial run). ``alpha / rank`` is the adapter's scale.
     ``decision_weight`` is the loss weight of the tokens that name the tool in a decision reply
-    (every other reply token weighs 1).
+    (every other reply token weighs 1). ``tool_examples`` keeps the few-shot turns in the
+    student's prompt; without them (the default) the adapter learns to decide from the tool
+    descriptions alone, and the fine-tuned model is sent no examples at run time.
     """
 
     epochs: int = 1
@@ -78,6 +80,7 @@ class LoraSettings:
     batch_size: int = 14
     max_steps: int | None = None
     decision_weight: float = 10.0
+    tool_examples: bool = False
     seed: int = 0
 
     @property

@@ -197,7 +197,7 @@ class LocalLoraTrainer(Trainer):
     name = LORA_TRAINER
     trains = "the embedded chat model (local-small by default) with LoRA adapters, on distilled tool decisions"
     needs = "roadmap finetune build --teacher local first; about 15 min and 6 GB of memory on 2 cores"
-    SETTINGS = ("epochs", "rank", "batch_size", "learning_rate", "max_steps", "decision_weight")
+    SETTINGS = ("epochs", "rank", "batch_size", "learning_rate", "max_steps", "decision_weight", "tool_examples")
 
     def _settings(self, request: TrainRequest) -> Any:
         from shared.finetune.lora_training import LoraSettings
@@ -217,7 +217,7 @@ class LocalLoraTrainer(Trainer):
     def train(self, request: TrainRequest) -> Artifact:
         import sys
 
-        from shared.finetune.distill import DECISION_FILES
+        from shared.finetune.distill import DECISION_FILES, drop_examples
 
         self.check(request)
         settings, base = self._settings(request), request.base or "local-small"
@@ -250,11 +250,14 @@ class LocalLoraTrainer(Trainer):
         source = QWEN_0_5B if base == "local-small" else QWEN_1_5B
         gguf = ensure_model_file(source, cache_dir() / "models", show_progress=request.progress)
         tokenizer = load_tokenizer(gguf)
-        weight = settings.decision_weight
-        train = tokenize_all(tokenizer, [row["messages"] for row in read_jsonl(train_file, required=("messages",))],
-                             weight)
-        validation = tokenize_all(tokenizer, [row["messages"] for row in read_jsonl(validation_file, ("messages",))],
-                                  weight) if validation_file.exists() and validation_file.stat().st_size else []
+        def prompts(path: Path) -> list[list[dict[str, Any]]]:
+            rows = [row["messages"] for row in read_jsonl(path, required=("messages",))]
+            # Note: without examples the student learns the prompt it will be sent: no few-shot turns.
+            return rows if settings.tool_examples else [drop_examples(messages) for messages in rows]
+
+        train = tokenize_all(tokenizer, prompts(train_file), settings.decision_weight)
+        validation = tokenize_all(tokenizer, prompts(validation_file), settings.decision_weight) \
+            if validation_file.exists() and validation_file.stat().st_size else []
         planned = estimate(train, settings, base, validation)
         free = available_memory()
         if free is not None and planned.peak_bytes > free:

@@ -337,6 +337,8 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         lora_path: A llama.cpp LoRA adapter file to apply to the model (``local:ft/NAME``), or ''.
         lora_sha256: The adapter's SHA-256 when known, which keys the engine and its saved prompt
             states apart from the base model's; without it, its path, size and mtime do.
+        reads_tool_examples: False for an adapter trained to decide without few-shot turns: the
+            ``tool_examples`` given to ``bind_tools`` are then left out of its prompt.
 
     ``bind_tools`` also takes ``tool_examples`` (few-shot decisions) and ``tool_plan`` (a first
     tool call says what follows it), the options of ``shared/models/tool_protocol.py``.
@@ -363,6 +365,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
     model_sha256: str = ""
     lora_path: str = ""
     lora_sha256: str = ""
+    reads_tool_examples: bool = True
 
     _engine: _Engine | None = PrivateAttr(default=None)
 
@@ -533,7 +536,8 @@ class LlamaCppChatModel(JsonSchemaChatModel):
         tools = kwargs.get("tools")
         if tools:
             outcome = self._decide(
-                messages, tools, kwargs.get("tool_choice"), kwargs.get("tool_examples") or (),
+                messages, tools, kwargs.get("tool_choice"),
+                (kwargs.get("tool_examples") or ()) if self.reads_tool_examples else (),
                 bool(kwargs.get("tool_plan")),
             )
             decision, decision_usage = outcome["decision"], outcome["usage"]

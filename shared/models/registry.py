@@ -89,7 +89,7 @@ def _local_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:
 
     prompt_cache_bytes()  # a bad ROADMAP_PROMPT_CACHE_MB is reported before any work starts
     family, _, argument = spec.partition(":")
-    adapter: dict[str, str] = {}
+    adapter: dict[str, Any] = {}
     if argument and not argument.startswith(FINE_TUNED):
         model_path = check_gguf(Path(argument).expanduser())
         name, sha256 = model_path.name, ""
@@ -104,14 +104,18 @@ def _local_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:
     return LlamaCppChatModel(model_path=str(model_path), model_name=name, model_sha256=sha256, **adapter, **settings)
 
 
-def _lora_adapter(name: str, base_sha256: str) -> dict[str, str]:
-    """The ``lora_path`` and ``lora_sha256`` of fine-tuned chat model ``name`` on the base ``base_sha256``."""
+def _lora_adapter(name: str, base_sha256: str) -> dict[str, Any]:
+    """The ``lora_path``, ``lora_sha256`` and ``reads_tool_examples`` of fine-tuned chat model ``name``
+    on the base ``base_sha256``."""
     from shared.core.files import file_sha256
-    from shared.finetune.artifacts import adapter_file
+    from shared.finetune.artifacts import LORA_TRAINER, adapter_file, load_artifact
 
     path = adapter_file(name, base_sha256)
+    # An adapter trained without few-shot turns in its prompt is sent none (the manifest is
+    # input: only an explicit false turns them off).
+    reads_examples = load_artifact(name, trainer=LORA_TRAINER).settings.get("tool_examples", True) is not False
     # Note: the hash of the adapter's bytes keys its engine and its saved prompt states.
-    return {"lora_path": str(path), "lora_sha256": file_sha256(path)}
+    return {"lora_path": str(path), "lora_sha256": file_sha256(path), "reads_tool_examples": reads_examples}
 
 
 def _openai_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:
