@@ -8,14 +8,15 @@ Each stage runs as a user runs it, a ``roadmap`` command in its own process:
    (skipped with ``--reuse-data`` when the folder already holds decisions);
 2. ``roadmap finetune train --trainer local-lora --name NAME`` with the defaults: the time, the
    peak memory of the process, and the trainer's own estimate;
-3. ``roadmap --model M eval tools --split SPLIT --json`` for ``local-small`` (before),
-   ``local-small:ft/NAME`` (after) and ``local`` (the teacher), on the split asked for.
+3. ``roadmap --model M eval tools --split SPLIT --json``, with the few-shot examples in the
+   prompt (``--examples``, as step 5 and the agent run) and without, for ``local-small``
+   (before), ``local-small:ft/NAME`` (after) and ``local`` (the teacher), on the split asked for.
 
 The default split is ``validation``, which settings may be chosen on; ``--split test`` is for the
 figure reported in docs/finetune.md, run once, after the settings were fixed.
 
 Run:  python benchmarks/bench_finetune_lora.py [--split test] [--reuse-data] [--out report.json]
-      (about 45 minutes on 2 cores: decisions 16, training 15, three evaluations 3-5 each)
+      (about an hour on 2 cores: decisions 16, training 15, six evaluations 2-5 each)
 """
 
 from __future__ import annotations
@@ -44,10 +45,11 @@ def run(argv: list[str]) -> tuple[float, str]:
     return time.perf_counter() - started, done.stdout
 
 
-def tools_row(spec: str, split: str) -> dict:
-    seconds, out = run(["--model", spec, "eval", "tools", "--split", split, "--json"])
+def tools_row(spec: str, split: str, examples: bool) -> dict:
+    seconds, out = run(["--model", spec, "eval", "tools", "--split", split, "--json",
+                        *(["--examples"] if examples else [])])
     rows = {row["group"]: row for row in json.loads(out)["summary"]}
-    return {"model": spec, "seconds": round(seconds, 1),
+    return {"model": spec, "examples": examples, "seconds": round(seconds, 1),
             **{f"{key}_{group}": rows[group][key] for group in rows for key in ("right_tool", "correct")}}
 
 
@@ -76,7 +78,7 @@ def main() -> int:
                           "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 2),
                           "settings": {k: v for k, v in artifact["settings"].items() if k != "versions"}}
     specs = ["local-small", artifact["spec"], *([] if args.skip_teacher else ["local"])]
-    report["tools"] = [tools_row(spec, args.split) for spec in specs]
+    report["tools"] = [tools_row(spec, args.split, examples) for examples in (True, False) for spec in specs]
     print(json.dumps(report, indent=1))
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -133,12 +133,12 @@ def lora_artifact(lora_tensors):
     """Register a ``local-lora`` artifact as its trainer does, with a random adapter; return the artifact.
 
     ``lora_artifact("demo", base="local-small", modules={"self_attn.q_proj": (16, 16)}, blocks=2,
-    scale=1.0)``: the adapter is written by ``export_lora_gguf`` with the base model's hash, as
-    ``<version>/adapter.gguf`` (version: the first 12 hex digits of its SHA-256), in the
-    registry of the current cache folder.
+    scale=1.0, settings=None)`` (``settings``: more of the manifest's settings): the adapter is
+    written by ``export_lora_gguf`` with the base model's hash, as ``<version>/adapter.gguf``
+    (version: the first 12 hex digits of its SHA-256), in the registry of the current cache folder.
     """
 
-    def register(name="demo", base="local-small", modules=None, blocks=2, scale=1.0, rank=4):
+    def register(name="demo", base="local-small", modules=None, blocks=2, scale=1.0, rank=4, settings=None):
         from shared.core.files import file_sha256
         from shared.finetune.artifacts import ADAPTER_FILE, LORA_TRAINER, Artifact, artifact_dir, save_artifact
         from shared.finetune.lora_gguf import export_lora_gguf
@@ -155,7 +155,7 @@ def lora_artifact(lora_tensors):
         exported.rename(folder / version / ADAPTER_FILE)
         artifact = Artifact(name=name, trainer=LORA_TRAINER, base_model=source.label,
                             created="2026-01-01T00:00:00+00:00", data_sha256="0" * 64, spec=f"{base}:ft/{name}",
-                            version=version, settings={"base": base, "base_sha256": source.sha256})
+                            version=version, settings={"base": base, "base_sha256": source.sha256, **(settings or {})})
         save_artifact(artifact)
         return artifact
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from shared.core.commands import (
@@ -114,7 +115,7 @@ def cmd_finetune_train(args) -> int:
     trainer = get_trainer(args.trainer)
     options = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
                "max_seq_length": args.max_seq_length, "rank": args.rank, "max_steps": args.max_steps,
-               "decision_weight": args.decision_weight, "tool_examples": args.tool_examples or None}
+               "decision_weight": args.decision_weight, "tool_examples": args.tool_examples}
     request = TrainRequest(
         name=args.name, data=args.data or default_dataset_dir(), base=args.base, force=args.force,
         # Progress bars go to stderr, so they stay on with --json (stdout is the manifest).
@@ -288,9 +289,9 @@ def add_finetune_commands(commands) -> None:
                        help="local-lora: stop after this many steps (a quick trial)")
     train.add_argument("--decision-weight", type=float_in(1, MAX_DECISION_WEIGHT),
                        help="local-lora: loss weight of the tokens naming the tool in a decision (default: 10)")
-    train.add_argument("--tool-examples", action="store_true",
-                       help="local-lora: keep the few-shot turns in the prompt it learns (default: it learns to "
-                       "decide without them, and is sent none at run time)")
+    train.add_argument("--tool-examples", action=argparse.BooleanOptionalAction,
+                       help="local-lora: learn with the few-shot turns in the prompt, as the teacher decided "
+                       "(default); --no-tool-examples: without them (a shorter prompt; the model is then sent none)")
     train.add_argument("--max-seq-length", type=int_in(16, MAX_SEQ_LENGTH),
                        help="local-embeddings: tokens per text while training (default: 256)")
     train.add_argument("--yes-upload", action="store_true", help="openai: confirm that the data may be uploaded")

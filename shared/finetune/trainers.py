@@ -252,7 +252,7 @@ class LocalLoraTrainer(Trainer):
         tokenizer = load_tokenizer(gguf)
         def prompts(path: Path) -> list[list[dict[str, Any]]]:
             rows = [row["messages"] for row in read_jsonl(path, required=("messages",))]
-            # Note: without examples the student learns the prompt it will be sent: no few-shot turns.
+            # Note: with --no-tool-examples the student learns the prompt it will be sent: no few-shot turns.
             return rows if settings.tool_examples else [drop_examples(messages) for messages in rows]
 
         train = tokenize_all(tokenizer, prompts(train_file), settings.decision_weight)

@@ -16,6 +16,7 @@ from shared.finetune.distill import (
     DECISION_QUESTIONS,
     decision_example,
     decision_examples,
+    drop_examples,
     load_decision_questions,
     write_decisions,
 )
@@ -209,3 +210,10 @@ def test_a_short_real_fine_tune_registers_an_adapter_the_spec_loads(local_model_
     model = get_chat_model("local-small:ft/tiny", temperature=0.0)
     reply = model.bind_tools(build_tools(), tool_examples=TOOL_EXAMPLES).invoke("What is 12 times 31?")
     assert reply.tool_calls and reply.tool_calls[0]["name"] == "calculator"
+
+
+def test_dropping_the_examples_gives_the_prompt_written_without_them():
+    decision = {"action": "unit_convert", "args": {"value": 3, "from_unit": "m", "to_unit": "ft"}}
+    with_examples = decision_example("How many feet is 3 m?", decision, TOOL_EXAMPLES)["messages"]
+    assert drop_examples(with_examples) == decision_example("How many feet is 3 m?", decision)["messages"]
+    assert len(with_examples) > len(drop_examples(with_examples)) == 3

@@ -109,6 +109,23 @@ def test_decision_keeps_the_tool_prompt_and_follows_up_after_tool_results(monkey
     assert "If one tool fits it" in engine.kept[0] and "If one tool fits it" not in engine.kept[1]
 
 
+@pytest.mark.parametrize("reads", [True, False])
+def test_a_model_that_reads_no_examples_decides_without_them(monkeypatch, reads):
+    model = LlamaCppChatModel(model_path="unused.gguf", reads_tool_examples=reads)
+    engine = _FakeEngine()
+    model._engine = engine
+
+    def complete(prompt, **kwargs):
+        engine.prompts.append("".join(map(chr, prompt)))
+        yield '{"action": "answer"}', None
+        yield "", {"usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}, "finish_reason": "stop"}
+
+    monkeypatch.setattr(model, "_complete", complete)
+    shown = [{"question": "What is 6 x 7?", "action": "calculator", "args": {"expression": "6 * 7"}}]
+    model.bind_tools([calculator], tool_examples=shown).invoke([HumanMessage("2+2?")])
+    assert ("6 * 7" in engine.prompts[0]) is reads and "2+2?" in engine.prompts[0]
+
+
 def test_a_planned_first_decision_becomes_a_tool_call_carrying_its_plan(monkeypatch):
     model = LlamaCppChatModel(model_path="unused.gguf")
     engine = _FakeEngine()

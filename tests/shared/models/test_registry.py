@@ -94,6 +94,14 @@ def test_a_fine_tuned_spec_is_its_base_model_with_the_adapter(monkeypatch, lora_
                                                                         file_sha256(adapter))
     assert model.model_name == f"{source.label} + ft/demo"
     assert model._identifying_params["lora_sha256"] == file_sha256(adapter)
+    assert model.reads_tool_examples  # a manifest that does not say otherwise: trained with them
+
+
+@pytest.mark.parametrize(("recorded", "reads"), [(False, False), (True, True), ("false", True), (0, True)])
+def test_an_adapter_trained_without_examples_is_sent_none(monkeypatch, lora_artifact, recorded, reads):
+    lora_artifact("demo", settings={"tool_examples": recorded})
+    no_base_model(monkeypatch)
+    assert get_chat_model("local-small:ft/demo", progress=False).reads_tool_examples is reads
 
 
 @pytest.mark.parametrize(
