@@ -139,25 +139,25 @@ class Trainer(ABC):
 
 
 def check_setting_names(trainer: str, settings: dict[str, Any], allowed: tuple[str, ...]) -> None:
-    """Refuse a setting ``trainer`` does not take, in one line that names the options it does take.
+    """Refuse a setting ``trainer`` does not take, in one line that names the settings it does take.
 
     Example:
         >>> check_setting_names("x", {"rank": 4, "scale": 2}, ("rank", "max_steps"))
         Traceback (most recent call last):
         ...
-        shared.core.errors.RoadmapError: the x trainer takes no scale setting; its settings are: --rank, --max-steps
+        shared.core.errors.RoadmapError: the x trainer takes no scale setting; its settings are: rank, max_steps ...
     """
     unknown = sorted(set(settings) - set(allowed))
     if unknown:
-        options = ", ".join("--" + name.replace("_", "-") for name in allowed)
-        raise RoadmapError(f"the {trainer} trainer takes no {', '.join(unknown)} setting; its settings are: {options}")
+        raise RoadmapError(f"the {trainer} trainer takes no {', '.join(unknown)} setting; its settings are: "
+                           f"{', '.join(allowed)} (see roadmap finetune train --help)")
 
 
 class LocalEmbeddingsTrainer(Trainer):
     name = "local-embeddings"
     trains = "the MiniLM embeddings of step 3, on (question, passage) pairs, on this CPU"
     needs = "sentence-transformers (installed); a few minutes"
-    SETTINGS = ("epochs", "batch_size", "learning_rate", "max_seq_length")
+    SETTINGS = ("epochs", "batch_size", "learning_rate", "max_seq_length", "scale", "seed")
 
     def check(self, request: TrainRequest) -> None:
         from shared.finetune.embedding_tuning import TuneSettings
