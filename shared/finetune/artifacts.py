@@ -26,7 +26,7 @@ import re
 import shutil
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.core.errors import RoadmapError
 from shared.core.files import parse_json, write_atomic
@@ -268,7 +268,14 @@ def model_folder(name: str) -> Path:
     return folder
 
 
-def adapter_file(name: str, base_sha256: str) -> Path:
+class LoraAdapter(NamedTuple):
+    """A checked adapter file, and whether the model it makes is sent few-shot tool examples."""
+
+    path: Path
+    reads_tool_examples: bool
+
+
+def adapter_file(name: str, base_sha256: str) -> LoraAdapter:
     """The LoRA adapter of a ``local-lora`` artifact, checked against the base model it will be loaded on.
 
     Args:
@@ -276,7 +283,9 @@ def adapter_file(name: str, base_sha256: str) -> Path:
         base_sha256: The SHA-256 of the base GGUF model the adapter is for.
 
     Returns:
-        The path of its ``adapter.gguf``, a complete LoRA adapter recorded for that base.
+        The path of its ``adapter.gguf``, a complete LoRA adapter recorded for that base, and
+        ``reads_tool_examples``: False only when the manifest records it was trained without
+        few-shot turns (``"tool_examples": false``; the manifest is input, nothing else counts).
 
     Raises:
         RoadmapError: Unknown name, a damaged manifest, an artifact of another trainer, one
@@ -284,7 +293,7 @@ def adapter_file(name: str, base_sha256: str) -> Path:
             refuses or that records another base model.
 
     Example, after ``roadmap finetune train --trainer local-lora --name qwen-maru``:
-        >>> adapter_file("qwen-maru", QWEN_0_5B.sha256).parent.name  # doctest: +SKIP
+        >>> adapter_file("qwen-maru", QWEN_0_5B.sha256).path.parent.name  # doctest: +SKIP
         '5e1d0c2a9b7f'
     """
     artifact = load_artifact(name, trainer=LORA_TRAINER)
@@ -309,4 +318,4 @@ def adapter_file(name: str, base_sha256: str) -> Path:
     if read_lora_gguf(path).base_sha256 != base_sha256:
         raise RoadmapError(f"the adapter {path} was made for another base model than its manifest records; "
                            f"{train_again}")
-    return path
+    return LoraAdapter(path, artifact.settings.get("tool_examples", True) is not False)

@@ -108,14 +108,12 @@ def _lora_adapter(name: str, base_sha256: str) -> dict[str, Any]:
     """The ``lora_path``, ``lora_sha256`` and ``reads_tool_examples`` of fine-tuned chat model ``name``
     on the base ``base_sha256``."""
     from shared.core.files import file_sha256
-    from shared.finetune.artifacts import LORA_TRAINER, adapter_file, load_artifact
+    from shared.finetune.artifacts import adapter_file
 
-    path = adapter_file(name, base_sha256)
-    # An adapter trained without few-shot turns in its prompt is sent none (the manifest is
-    # input: only an explicit false turns them off).
-    reads_examples = load_artifact(name, trainer=LORA_TRAINER).settings.get("tool_examples", True) is not False
+    adapter = adapter_file(name, base_sha256)
     # Note: the hash of the adapter's bytes keys its engine and its saved prompt states.
-    return {"lora_path": str(path), "lora_sha256": file_sha256(path), "reads_tool_examples": reads_examples}
+    return {"lora_path": str(adapter.path), "lora_sha256": file_sha256(adapter.path),
+            "reads_tool_examples": adapter.reads_tool_examples}
 
 
 def _openai_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:

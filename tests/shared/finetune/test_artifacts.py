@@ -103,7 +103,7 @@ def refusal(name, base_sha256):
 
 def test_the_adapter_of_a_lora_artifact_is_found_for_its_base(lora_artifact):
     artifact = lora_artifact("demo", base="local-small")
-    assert adapter_file("demo", QWEN_0_5B.sha256) == artifact_dir("demo") / artifact.version / ADAPTER_FILE
+    assert adapter_file("demo", QWEN_0_5B.sha256).path == artifact_dir("demo") / artifact.version / ADAPTER_FILE
 
 
 def test_an_unknown_adapter_says_how_to_train_one(lora_artifact):
