@@ -1,6 +1,6 @@
 """Step 3 - RAG: answers grounded in your own documents, with the sources cited.
 
-Indexes a folder of .md/.txt/.pdf files into a FAISS index, retrieves the chunks closest to a
+Indexes a folder of .md/.txt/.html/.pdf files into a FAISS index, retrieves the chunks closest to a
 question, and has the model answer from those chunks alone, citing them as [1], [2], ...
 New since step 2: documents, splitters, embeddings, a vector store, a retriever, and a chain
 whose prompt is filled with retrieved context.

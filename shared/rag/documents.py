@@ -1,9 +1,9 @@
 """Loading a folder of documents and splitting them into chunks for retrieval.
 
-* ``find_files`` lists the ``.md``, ``.txt`` and ``.pdf`` files under a folder (a link to a
-  file outside the folder is skipped with a warning: only the folder's own files are indexed);
-* ``load_file`` turns one file into LangChain ``Document`` pages (PDF page numbers kept); a
-  file larger than ``MAX_FILE_BYTES`` is skipped before it is read;
+* ``find_files`` lists the ``.md``, ``.txt``, ``.html`` and ``.pdf`` files under a folder (a link
+  to a file outside the folder is skipped with a warning: only the folder's own files are indexed);
+* ``load_file`` turns one file into LangChain ``Document`` pages (PDF page numbers kept, HTML
+  reduced to its visible text); a file larger than ``MAX_FILE_BYTES`` is skipped before it is read;
 * ``load_folder`` loads them all, skipping unreadable files with a warning that names them;
 * ``split_documents`` cuts pages into chunks that keep source, page and a stable chunk id.
 
@@ -18,18 +18,21 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 
 from langchain_core.documents import Document
 
 from shared.core.errors import RoadmapError
 
-SUPPORTED_SUFFIXES = (".md", ".txt", ".pdf")
+SUPPORTED_SUFFIXES = (".md", ".txt", ".html", ".htm", ".pdf")
 # Larger than any manual or policy; a bigger text file is most likely a dump or a log, which
 # would take minutes and gigabytes to split. PDFs carry images and fonts, so they may be larger.
-MAX_FILE_BYTES = {".md": 5_000_000, ".txt": 5_000_000, ".pdf": 50_000_000}
+MAX_FILE_BYTES = {".md": 5_000_000, ".txt": 5_000_000, ".html": 5_000_000, ".htm": 5_000_000, ".pdf": 50_000_000}
+SUPPORTED_NAMES = ".md, .txt, .html or .pdf"
 
 Warn = Callable[[str], None]
 
@@ -81,7 +84,7 @@ def find_files(folder: Path, warn: Warn | None = None) -> list[Path]:
         elif warn:
             warn(skip_message(name.as_posix(), "it links to a file outside the documents folder, which is not indexed"))
     if not files:
-        raise RoadmapError(f"{folder} holds no .md, .txt or .pdf files; add some documents or pick another --docs DIR")
+        raise RoadmapError(f"{folder} holds no {SUPPORTED_NAMES} files; add some documents or pick another --docs DIR")
     return sorted(files)
 
 
@@ -98,6 +101,67 @@ def _read_text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UnreadableFile(f"not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+class _HtmlText(HTMLParser):
+    """The visible text of an HTML page: the title, then the body, a paragraph per block."""
+
+    HIDDEN = frozenset({"script", "style", "noscript", "template", "svg", "head"})
+    BLOCKS = frozenset({
+        "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "footer",
+        "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section",
+        "table", "tr", "ul",
+    })
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title: list[str] = []
+        self.hidden = 0
+        self.in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "title":
+            self.in_title = True
+        elif tag in self.HIDDEN:
+            self.hidden += 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n\n")
+        elif tag in ("td", "th"):
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self.in_title = False
+        elif tag in self.HIDDEN:
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in self.BLOCKS:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if self.in_title:
+            self.title.append(data)
+        elif not self.hidden:
+            self.parts.append(data)
+
+    def text(self) -> str:
+        paragraphs = ("".join(self.title), *"".join(self.parts).split("\n\n"))
+        return "\n\n".join(line for line in (re.sub(r"\s+", " ", part).strip() for part in paragraphs) if line)
+
+
+def html_text(markup: str) -> str:
+    """The visible text of an HTML page (no tags, scripts or styles), a paragraph per block.
+
+    Example:
+        >>> print(html_text("<title>Lamp</title><p>Bright&nbsp;light.</p><script>x()</script>"))
+        Lamp
+        <BLANKLINE>
+        Bright light.
+    """
+    parser = _HtmlText()
+    parser.feed(markup)
+    parser.close()
+    return parser.text()
 
 
 def _read_pdf_pages(path: Path) -> list[str]:
@@ -143,6 +207,8 @@ def load_file(path: Path, root: Path) -> list[Document]:
             ]
         else:
             text = _read_text(path)
+            if suffix in (".html", ".htm"):
+                text = html_text(text)
             pages = [Document(page_content=text, metadata={"source": source, "page": None})] if text.strip() else []
     except OSError as exc:
         raise UnreadableFile(exc.strerror or str(exc)) from None
@@ -178,7 +244,7 @@ def load_folder(folder: Path, warn: Warn | None = None) -> list[Document]:
 
 def no_readable_files(folder: Path) -> RoadmapError:
     """The error for a folder in which every supported file had to be skipped."""
-    return RoadmapError(f"none of the files in {folder} could be read; add .md, .txt (UTF-8) or .pdf documents")
+    return RoadmapError(f"none of the files in {folder} could be read; add .md, .txt, .html (UTF-8) or .pdf documents")
 
 
 def skip_message(source: str, reason: str) -> str:

@@ -124,7 +124,7 @@ def test_missing_docs_folder_exits_2(tmp_path, capsys):
 def test_empty_docs_folder_exits_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code, _, err = ask(capsys, "hello?", "--docs", str(tmp_path / "empty"))
-    assert code == 2 and "no .md, .txt or .pdf" in error_line(err)
+    assert code == 2 and "no .md, .txt, .html or .pdf" in error_line(err)
 
 
 def test_only_unreadable_files_exits_2(tmp_path, capsys):

@@ -53,7 +53,7 @@ def test_missing_and_empty_folders_are_user_errors(tmp_path):
     with pytest.raises(RoadmapError, match="does not exist"):
         find_files(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RoadmapError, match="no .md, .txt or .pdf"):
+    with pytest.raises(RoadmapError, match="no .md, .txt, .html or .pdf"):
         find_files(tmp_path / "empty")
 
 
@@ -61,6 +61,32 @@ def test_text_file_becomes_one_page_with_relative_source(tiny_docs):
     [page] = load_file(tiny_docs / "ko" / "kettle.md", tiny_docs)
     assert page.metadata == {"source": "ko/kettle.md", "page": None}
     assert "45분" in page.page_content
+
+
+def test_html_file_becomes_its_visible_text(tmp_path):
+    (tmp_path / "lamp.html").write_text(
+        "<!DOCTYPE html><html><head><title>Aurora lamp</title><style>p {color: red}</style>"
+        "<script>alert('hi')</script></head><body><nav><a href='/'>Home</a></nav>"
+        "<h1>Brightness</h1><p>Five&nbsp;levels, from 10 &amp; up to 800 lumens.</p>"
+        "<table><tr><td>Warranty</td><td>2 years</td></tr></table><script>track()</script>"
+        "<p>Clean it with a <b>dry</b> cloth.</p></body></html>",
+        encoding="utf-8",
+    )
+    (tmp_path / "ko.htm").write_text("<p>주전자는 45분 뒤에 꺼집니다.</p>", encoding="utf-8")
+    assert [p.name for p in find_files(tmp_path)] == ["ko.htm", "lamp.html"]
+    [page] = load_file(tmp_path / "lamp.html", tmp_path)
+    assert page.metadata == {"source": "lamp.html", "page": None}
+    assert page.page_content.split("\n\n") == [
+        "Aurora lamp", "Home", "Brightness", "Five levels, from 10 & up to 800 lumens.", "Warranty 2 years",
+        "Clean it with a dry cloth.",
+    ]
+    assert load_file(tmp_path / "ko.htm", tmp_path)[0].page_content == "주전자는 45분 뒤에 꺼집니다."
+
+
+def test_an_html_page_without_visible_text_is_skipped(tmp_path):
+    (tmp_path / "empty.html").write_text("<html><head><script>x()</script></head><body> </body></html>")
+    with pytest.raises(UnreadableFile, match="no text found"):
+        load_file(tmp_path / "empty.html", tmp_path)
 
 
 def test_pdf_keeps_page_numbers(tmp_path):
