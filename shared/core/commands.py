@@ -209,7 +209,7 @@ def add_docs_options(parser: argparse.ArgumentParser, embeddings: bool = True) -
     from shared.core.settings import RETRIEVAL_MODES
 
     parser.add_argument("--docs", type=Path, default=DATA_DIR,
-                        help="folder of .md/.txt/.pdf documents (default: data/)")
+                        help="folder of .md/.txt/.html/.pdf documents (default: data/)")
     parser.add_argument("--k", type=int_in(1, MAX_K), default=4,
                         help=f"chunks retrieved per question, 1 to {MAX_K} (default: 4)")
     parser.add_argument(
