@@ -1,9 +1,13 @@
 """Retrieval at scale: step 3's index on 1k, 10k and 100k chunks of real text, in FAISS and pgvector.
 
-The corpus is text no one here wrote: the reStructuredText sources that Debian's documentation
-packages ship next to their HTML (``python3-doc``: the Python manual; ``linux-doc-6.1``: the
-kernel's documentation). ``--setup`` installs them with apt. Files are taken in sorted order
-until a size's chunk count is reached, and copied into one folder per size.
+The corpus is text no one here wrote, from Debian's documentation packages (``--setup`` installs
+them with apt): the reStructuredText sources of the Python manual (``python3-doc``) and the
+kernel's documentation (``linux-doc-6.1``), the HTML manuals of PostgreSQL
+(``postgresql-doc-15``), GIMP in Korean (``gimp-help-ko``, partly untranslated) and Django
+(``python-django-doc``), Perl's POD pages (``perl-doc``, copied as ``.txt``) and Git's AsciiDoc
+guides (``git-doc``) - about 101,000 chunks in all. Sources are taken in that order, and files in
+sorted order within each, until a size's chunk count is reached, and copied into one folder per
+size; step 3's loader reads them as it reads any documents folder (HTML as its visible text).
 
 For each size and store, in a fresh process (so peak memory is the build's own), with MiniLM:
 * build: the full sync (split, embed, store, lexical index) versus raw
@@ -50,10 +54,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PACKAGES = ("python3-doc", "linux-doc-6.1")
-# Where the packages put their Sphinx sources (several names link to one folder: resolved, deduplicated).
-SOURCE_GLOBS = ("python3*/html/_sources", "linux-doc*/html/_sources")
-DOC_ROOT = Path("/usr/share/doc")
+# (package, folder it installs, files to take): a folder may be a link (resolved, taken once).
+SOURCES = (
+    ("linux-doc-6.1", "/usr/share/doc/linux-doc-6.1/html/_sources", "*.txt"),
+    ("python3-doc", "/usr/share/doc/python3-doc/html/_sources", "*.txt"),
+    ("postgresql-doc-15", "/usr/share/doc/postgresql-doc-15/html", "*.html"),
+    ("gimp-help-ko", "/usr/share/gimp/2.0/help/ko", "*.html"),
+    ("python-django-doc", "/usr/share/doc/python-django-doc/html", "*.html"),
+    ("perl-doc", "/usr/share/perl/5.36.0/pod", "*.pod"),
+    ("git-doc", "/usr/share/doc/git-doc", "*.txt"),
+)
+PACKAGES = tuple(package for package, _, _ in SOURCES)
 GOALS = {"hybrid_p95_ms_at_100k": 100, "build_vs_raw": 0.9, "rerun_vs_build": 0.02}
 QUERIES = (
     "How do I create a virtual environment?", "What does the global interpreter lock protect?",
@@ -65,16 +76,22 @@ QUERIES = (
     "What is a memory barrier?", "How are interrupts handled?", "How do I mount a filesystem?",
     "What does the OOM killer do?", "How do I format a date as a string?", "How do I sort a dictionary by value?",
     "What is a generator expression?", "How do I write a unit test?",
+    "What does VACUUM reclaim?", "How do I create an index without locking writes?",
+    "레이어를 병합하려면 어떻게 하나요?", "이미지 크기를 바꾸는 방법은?",
+    "How do I filter a queryset by a related field?", "How are database migrations applied?",
+    "How do I open a file for reading in Perl?", "What does local do to a variable?",
+    "How do I rebase a branch onto another?", "What should a commit message say?",
 )
 
 
 def source_folders() -> list[Path]:
-    found = {folder.resolve() for pattern in SOURCE_GLOBS for folder in DOC_ROOT.glob(pattern) if folder.is_dir()}
-    return sorted(found)
+    folders = [Path(folder).resolve() for _, folder, _ in SOURCES if Path(folder).is_dir()]
+    return list(dict.fromkeys(folders))
 
 
 def corpus_files() -> list[Path]:
-    return [path for folder in source_folders() for path in sorted(folder.rglob("*.txt")) if path.is_file()]
+    patterns = {Path(folder).resolve(): pattern for _, folder, pattern in SOURCES}
+    return [path for folder in source_folders() for path in sorted(folder.rglob(patterns[folder])) if path.is_file()]
 
 
 def make_corpus(size: int, folder: Path) -> int:
@@ -88,7 +105,8 @@ def make_corpus(size: int, folder: Path) -> int:
     for number, path in enumerate(corpus_files()):
         if chunks >= size:
             break
-        target = folder / f"{number:06d}-{path.name}"
+        # POD is plain text with markup, as reStructuredText is: the loader reads it as .txt.
+        target = folder / f"{number:06d}-{path.name}{'.txt' if path.suffix == '.pod' else ''}"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
         try:
@@ -221,7 +239,7 @@ def korean() -> dict:
                         if t.tag.startswith(("NN", "VV", "VA", "XR")) and "\uac00" <= t.form[0] <= "\ud7a3"]
 
     chunks = split_documents(load_folder(DATA_DIR))
-    rows = read_jsonl(DATA_DIR / "eval" / "rag.jsonl")
+    rows = read_jsonl(DATA_DIR / "eval" / "validation" / "rag.jsonl")
     questions = [row for row in rows if row["lang"] == "ko" and row["answerable"]]
     results = {}
     for name, tokenize in (("hangul_bigrams", bigrams), ("kiwipiepy", morphemes)):
