@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         if stop:
             subprocess.run(stop, capture_output=True, check=False, user=folder.owner() if os.geteuid() == 0 else None)
             shutil.rmtree(folder, ignore_errors=True)
-    report = {"corpus": [str(path) for path in source_folders()], "embeddings": args.embeddings, "goals": GOALS,
+    installed = [package for package, folder, _ in SOURCES if Path(folder).is_dir()]
+    report = {"corpus": installed, "embeddings": args.embeddings, "goals": GOALS,
               "results": results}
     if args.json:
         print(json.dumps(report))
