@@ -28,10 +28,11 @@ from langchain_core.documents import Document
 
 from shared.core.errors import RoadmapError
 
-SUPPORTED_SUFFIXES = (".md", ".txt", ".html", ".htm", ".pdf")
+HTML_SUFFIXES = (".html", ".htm")
 # Larger than any manual or policy; a bigger text file is most likely a dump or a log, which
 # would take minutes and gigabytes to split. PDFs carry images and fonts, so they may be larger.
-MAX_FILE_BYTES = {".md": 5_000_000, ".txt": 5_000_000, ".html": 5_000_000, ".htm": 5_000_000, ".pdf": 50_000_000}
+MAX_FILE_BYTES = {".md": 5_000_000, ".txt": 5_000_000, **dict.fromkeys(HTML_SUFFIXES, 5_000_000), ".pdf": 50_000_000}
+SUPPORTED_SUFFIXES = tuple(MAX_FILE_BYTES)
 SUPPORTED_NAMES = ".md, .txt, .html or .pdf"
 
 Warn = Callable[[str], None]
@@ -207,7 +208,7 @@ def load_file(path: Path, root: Path) -> list[Document]:
             ]
         else:
             text = _read_text(path)
-            if suffix in (".html", ".htm"):
+            if suffix in HTML_SUFFIXES:
                 text = html_text(text)
             pages = [Document(page_content=text, metadata={"source": source, "page": None})] if text.strip() else []
     except OSError as exc:
@@ -244,7 +245,7 @@ def load_folder(folder: Path, warn: Warn | None = None) -> list[Document]:
 
 def no_readable_files(folder: Path) -> RoadmapError:
     """The error for a folder in which every supported file had to be skipped."""
-    return RoadmapError(f"none of the files in {folder} could be read; add .md, .txt, .html (UTF-8) or .pdf documents")
+    return RoadmapError(f"none of the files in {folder} could be read; add {SUPPORTED_NAMES} documents (text as UTF-8)")
 
 
 def skip_message(source: str, reason: str) -> str:
