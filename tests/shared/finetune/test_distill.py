@@ -203,7 +203,7 @@ def test_a_short_real_fine_tune_registers_an_adapter_the_spec_loads(local_model_
     (data / DECISION_FILES["train"]).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     before = {a.name for a in list_artifacts()} - {"tiny"}  # the session cache may hold other tests' artifacts
     artifact = get_trainer("local-lora").train(
-        TrainRequest(name="tiny", data=data, settings={"max_steps": 2, "batch_size": 4, "epochs": 1}))
+        TrainRequest(name="tiny", data=data, settings={"max_steps": 2, "batch_size": 2, "epochs": 1}))
     assert artifact.spec == "local-small:ft/tiny" and artifact.metrics["training"]["steps"] == 2
     assert {a.name for a in list_artifacts()} == before | {"tiny"}
     assert not any(p.name.startswith(".partial") for p in (local_model_env / "finetune" / "models").iterdir())
