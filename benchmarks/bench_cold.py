@@ -8,9 +8,10 @@ Each command runs in a new process, as a user runs it, three ways in one run:
 * ``warm``: the same folder again: the process loads them.
 
 For each run it reports the wall time and its parts, measured inside the process: start-up (imports,
-arguments, and what a command does before it needs the model, such as loading MiniLM and
-retrieving), model load, prompt tokens evaluated and their time, prompt tokens loaded from a saved
-state, decoded tokens and their time, and the rest (tools, grammars, Python). The floor is what
+arguments, and what a command does before the chat model starts loading, such as checking the
+documents index), model load, prompt tokens evaluated and their time, prompt tokens loaded from a
+saved state, decoded tokens and their time, and the rest (tools, grammars, Python, and for ``ask``
+whatever of MiniLM's load and the retrieval did not overlap the model's load). The floor is what
 no cache can remove: the decoded tokens at the raw decode speed of llama-cpp-python, measured in
 the same run on the same model, plus the model load.
 
