@@ -49,10 +49,13 @@ class SentenceEncoder:
     """
 
     def __init__(self, folder: Path) -> None:
-        import torch
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-        from tokenizers import Tokenizer
+        try:
+            import torch
+            from safetensors import SafetensorError
+            from safetensors.torch import load_file
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise RoadmapError(f"{exc.name} is not installed; install the project with: pip install -e .") from None
 
         self.folder = folder
         modules = _read_json(folder, "modules.json", list)

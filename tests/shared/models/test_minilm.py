@@ -84,6 +84,12 @@ def test_embedding_a_question_imports_neither_sentence_transformers_nor_what_it_
     assert result.stdout.strip() == "[]"
 
 
+def test_a_missing_library_is_one_line_that_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tokenizers", None)  # import tokenizers now fails
+    with pytest.raises(RoadmapError, match=r"^tokenizers is not installed; install the project with: pip install"):
+        SentenceEncoder(minilm_dir())
+
+
 @pytest.mark.parametrize(("damage", "message"), [
     (lambda f: (f / "modules.json").unlink(), r"modules\.json is missing"),
     (lambda f: (f / "modules.json").write_text("[{", encoding="utf-8"), r"modules\.json is not a valid JSON list"),
