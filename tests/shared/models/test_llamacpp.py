@@ -274,28 +274,39 @@ def test_warm_reuses_the_cache_then_a_saved_state_and_computes_only_what_is_new(
     assert again.llm.evaluated == [] and again.llm.input_ids == [4, 5]
 
 
-def test_a_fine_tuned_model_never_shares_an_engine_or_saved_states_with_its_base(monkeypatch, tmp_path):
+class FakeLlama:
+    """What ``_load_engine`` uses of ``llama_cpp.Llama`` once the model is loaded."""
+
+    model, n_batch = None, 512
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def fake_llama(monkeypatch):
+    """Make ``_load_engine`` build its engines on ``llama_class`` (a ``FakeLlama``), starting with none."""
     import llama_cpp
 
     from shared.models import llamacpp
 
+    def install(llama_class):
+        monkeypatch.setattr(llama_cpp, "Llama", llama_class)
+        monkeypatch.setattr(llama_cpp, "llama_model_get_vocab", lambda model: None)
+        monkeypatch.setattr(llamacpp, "_chat_renderer", lambda llm, path: str)
+        monkeypatch.setattr(llamacpp, "_ENGINES", {})
+
+    return install
+
+
+def test_a_fine_tuned_model_never_shares_an_engine_or_saved_states_with_its_base(fake_llama, tmp_path):
     loaded = []
 
-    class Loaded:
-        """What ``_load_engine`` uses of ``llama_cpp.Llama`` once the model is loaded."""
-
-        model, n_batch = None, 512
-
+    class Loaded(FakeLlama):
         def __init__(self, **kwargs):
             loaded.append(kwargs)
 
-        def close(self):
-            pass
-
-    monkeypatch.setattr(llama_cpp, "Llama", Loaded)
-    monkeypatch.setattr(llama_cpp, "llama_model_get_vocab", lambda model: None)
-    monkeypatch.setattr(llamacpp, "_chat_renderer", lambda llm, path: str)
-    monkeypatch.setattr(llamacpp, "_ENGINES", {})
+    fake_llama(Loaded)
     path = tmp_path / "base.gguf"
     path.write_bytes(b"GGUF")
     base = LlamaCppChatModel(model_path=str(path), model_sha256="ab" * 32)
@@ -313,17 +324,14 @@ def test_a_fine_tuned_model_never_shares_an_engine_or_saved_states_with_its_base
     assert tuned._identifying_params["lora_sha256"] == "cd" * 32
 
 
-def test_loading_in_the_background_shares_its_engine_and_leaves_a_failure_to_the_caller(monkeypatch, tmp_path):
-    import llama_cpp
-
+def test_loading_in_the_background_shares_its_engine_and_leaves_a_failure_to_the_caller(
+        fake_llama, monkeypatch, tmp_path):
     from shared.models import llamacpp
 
     started, release, loads, damaged = threading.Event(), threading.Event(), [], [True]
 
-    class Loading:
-        """A ``llama_cpp.Llama`` that fails on a damaged file, else blocks until released."""
-
-        model, n_batch = None, 512
+    class Loading(FakeLlama):
+        """Fails on a damaged file, else blocks until released."""
 
         def __init__(self, **kwargs):
             loads.append(kwargs)
@@ -332,13 +340,7 @@ def test_loading_in_the_background_shares_its_engine_and_leaves_a_failure_to_the
             started.set()
             release.wait(10)
 
-        def close(self):
-            pass
-
-    monkeypatch.setattr(llama_cpp, "Llama", Loading)
-    monkeypatch.setattr(llama_cpp, "llama_model_get_vocab", lambda model: None)
-    monkeypatch.setattr(llamacpp, "_chat_renderer", lambda llm, path: str)
-    monkeypatch.setattr(llamacpp, "_ENGINES", {})
+    fake_llama(Loading)
     unhandled = []
     monkeypatch.setattr(threading, "excepthook", unhandled.append)
     path = tmp_path / "model.gguf"
