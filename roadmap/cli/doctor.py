@@ -10,7 +10,7 @@ from shared.core.errors import RoadmapError
 
 PACKAGES = (
     "langchain", "langchain-core", "langgraph", "langchain-openai", "langchain-community",
-    "llama-cpp-python", "sentence-transformers", "torch", "faiss-cpu",
+    "llama-cpp-python", "torch", "tokenizers", "safetensors", "sentence-transformers", "faiss-cpu",
 )
 
 
