@@ -57,7 +57,6 @@ class SentenceEncoder:
         except ImportError as exc:
             raise RoadmapError(f"{exc.name} is not installed; install the project with: pip install -e .") from None
 
-        self.folder = folder
         modules = _read_json(folder, "modules.json", list)
         chain = [(m.get("path"), m.get("type")) for m in modules if isinstance(m, dict)]
         if len(chain) != len(modules) or [path for path, _ in chain] != list(MODULES) or any(

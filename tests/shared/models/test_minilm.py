@@ -112,8 +112,9 @@ def test_a_missing_library_is_one_line_that_says_how_to_install_it(monkeypatch):
 ])
 def test_a_damaged_or_foreign_folder_is_one_clear_error(folder, damage, message):
     damage(folder)
-    with pytest.raises(RoadmapError, match=rf"the embeddings model in .*minilm cannot be loaded \(.*{message}.*\); "
-                                           r"if it is a fine-tuned model, train it again: roadmap finetune train"):
+    refusal = (rf"the embeddings model in .*minilm cannot be loaded \(.*{message}.*\); "
+               r"if it is a fine-tuned model, train it again: roadmap finetune train --force$")
+    with pytest.raises(RoadmapError, match=refusal):
         MiniLMEmbeddings(model_dir=folder).embed_query("hello")
 
 

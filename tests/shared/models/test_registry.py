@@ -9,7 +9,7 @@ from langchain_core.messages.utils import count_tokens_approximately
 from shared.core.errors import RoadmapError
 from shared.core.files import file_sha256
 from shared.finetune.artifacts import ADAPTER_FILE, artifact_dir
-from shared.models.embeddings import HashingEmbeddings, MiniLMEmbeddings
+from shared.models.embeddings import HashingEmbeddings
 from shared.models.fake import ScriptedChatModel
 from shared.models.gguf_files import QWEN_0_5B, QWEN_1_5B
 from shared.models.llamacpp import LlamaCppChatModel
@@ -202,12 +202,6 @@ def test_openai_tokens_are_estimated_when_tiktoken_cannot_fetch_its_files(monkey
     messages = [HumanMessage("hello there")]
     assert get_chat_model("openai:gpt-4o-mini").get_num_tokens_from_messages(messages) == count_tokens_approximately(
         messages)
-
-
-def test_a_damaged_embeddings_model_is_one_clear_error(tmp_path):
-    (tmp_path / "broken").mkdir()
-    with pytest.raises(RoadmapError, match=r"broken cannot be loaded \(modules\.json is missing\); .* --force"):
-        MiniLMEmbeddings(model_dir=tmp_path / "broken").embed_query("hello")
 
 
 # ---- end to end: a LoRA adapter on the embedded 0.5B model, by its spec --------------------------
