@@ -201,20 +201,25 @@ def plain_model():
 
 
 class PacedChatModel(ScriptedChatModel):
-    """The scripted fake, streaming one piece every ``delay`` seconds like a real model on a slow CPU."""
+    """The scripted fake, streaming one piece every ``delay`` seconds like a real model on a slow CPU;
+    with ``paced`` set, only its first ``paced`` replies are slow and the rest come at once."""
 
     delay: float = 0.05
+    paced: int | None = None
 
     def _stream(self, *args, **kwargs):
+        slow = self.paced is None or len(self.received) < self.paced  # received: the calls before this one
         for chunk in super()._stream(*args, **kwargs):
-            time.sleep(self.delay)
+            if slow:
+                time.sleep(self.delay)
             yield chunk
 
 
 @pytest.fixture
 def paced_model():
-    """Make a scripted fake that streams slowly: ``paced_model(["one two three"], delay=0.1)``."""
-    return lambda responses, delay=0.05: PacedChatModel(responses=list(responses), delay=delay)
+    """Make a scripted fake that streams slowly: ``paced_model(["one two three"], delay=0.1, paced=None)``."""
+    return lambda responses, delay=0.05, paced=None: PacedChatModel(responses=list(responses), delay=delay,
+                                                                    paced=paced)
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 The browser is the system one (Debian's ``chromium`` and ``chromium-driver``), never a
 download. Without it the test is skipped - unless ``ROADMAP_REQUIRE_BROWSER=1`` (set by CI),
-which turns the skip into a failure. The model is the scripted fake, paced like a slow CPU.
+which turns the skip into a failure. The model is the scripted fake; its first answer is paced like a slow CPU.
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def test_chat_ask_docs_and_untrusted_text_in_the_browser(browser, live_server, p
     (tiny_docs / "box.md").write_text(
         'The Glow lamp box holds the lamp <img src=x onerror="window.injected = 4"> and a manual.', encoding="utf-8"
     )
-    url, _ = live_server(paced_model([reply] * 20, delay=0.1))
+    # Only the first answer is paced: it is the one watched while it is being written.
+    url, _ = live_server(paced_model([reply] * 20, delay=0.1, paced=1))
     wait = WebDriverWait(browser, WAIT, poll_frequency=0.05)
 
     def send(text):
