@@ -19,7 +19,7 @@ def doctor_report(model_spec: str | None, embeddings_spec: str | None) -> dict:
     # Imported here, not at the top: importlib.metadata alone would double `roadmap --help`'s start-up.
     from importlib import metadata
 
-    from shared.core.settings import PROMPT_CACHE_ENV, cache_dir, prompt_cache_bytes
+    from shared.core.settings import PROMPT_CACHE_ENV, REPACK_ENV, cache_dir, llama_repack, prompt_cache_bytes
     from shared.models.gguf_files import QWEN_0_5B, QWEN_1_5B, chunk_files, is_verified
     from shared.models.prompt_cache import folder_size
     from shared.models.registry import EMBEDDINGS_ENV, FINE_TUNED, choose
@@ -66,6 +66,11 @@ def doctor_report(model_spec: str | None, embeddings_spec: str | None) -> dict:
         problems.append(str(exc))
     prompt_states = {"folder": str(states), "files": files, "bytes": size, "cap_bytes": cap,
                      "setting": PROMPT_CACHE_ENV}
+    try:
+        repack = llama_repack()
+    except RoadmapError as exc:
+        repack = None
+        problems.append(str(exc))
     if choice.family == "openai" and not os.environ.get("OPENAI_API_KEY"):
         problems.append("OPENAI_API_KEY is not set: export it (any value for a local OpenAI-compatible server)")
     return {
@@ -76,6 +81,7 @@ def doctor_report(model_spec: str | None, embeddings_spec: str | None) -> dict:
         "cache": str(cache_dir()),
         "model_files": models,
         "prompt_states": prompt_states,
+        "llama_weights": {"repacked": repack, "setting": REPACK_ENV},
         "versions": versions,
         "problems": problems,
     }
@@ -101,6 +107,9 @@ def cmd_doctor(args) -> int:
     cap = {0: "off", None: "?"}.get(states["cap_bytes"]) or f"{states['cap_bytes'] >> 20} MB"
     print(f"prompt states {states['files']} saved, {states['bytes'] / 2**20:.0f} MB of {cap} ({states['setting']}); "
           f"delete {states['folder']} to clear")
+    weights = {True: "repacked for the CPU at load time", False: "run as stored in the file", None: "?"}[
+        report["llama_weights"]["repacked"]]
+    print(f"llama weights {weights} ({report['llama_weights']['setting']})")
     for name, version in report["versions"].items():
         print(f"  {name:<22} {version or 'MISSING'}")
     if report["problems"]:

@@ -17,6 +17,9 @@ STORE_ENV = "ROADMAP_STORE"
 # How many MB of llama.cpp prompt states the cache folder keeps (0: none on disk).
 PROMPT_CACHE_ENV = "ROADMAP_PROMPT_CACHE_MB"
 DEFAULT_PROMPT_CACHE_MB = 1024
+# Whether llama.cpp repacks the GGUF weights for its CPU kernels when it loads them (1, the default)
+# or runs them as stored (0): faster prompts, slower decoding, slightly different answers (docs/models.md).
+REPACK_ENV = "ROADMAP_LLAMA_REPACK"
 # Training price per million tokens, for the cost estimate of `roadmap finetune validate`.
 FT_PRICE_ENV = "ROADMAP_FT_PRICE_PER_MTOK"
 # How step 3 on retrieves chunks: by meaning, by words (BM25), or both fused.
@@ -67,3 +70,23 @@ def prompt_cache_bytes() -> int:
     if not value.isdigit():
         raise RoadmapError(f"{PROMPT_CACHE_ENV}={value!r} is not a size; give whole MB, e.g. 512, or 0 to turn it off")
     return int(value) << 20
+
+
+def llama_repack() -> bool:
+    """Whether llama.cpp repacks the weights at load time: ``ROADMAP_LLAMA_REPACK``, 1 (default) or 0.
+
+    Raises:
+        RoadmapError: The variable is set to anything but 0 or 1.
+
+    Example:
+        >>> import os
+        >>> os.environ["ROADMAP_LLAMA_REPACK"] = "0"
+        >>> llama_repack()
+        False
+        >>> del os.environ["ROADMAP_LLAMA_REPACK"]
+    """
+    value = os.environ.get(REPACK_ENV, "").strip() or "1"
+    if value not in ("0", "1"):
+        raise RoadmapError(f"{REPACK_ENV}={value!r} is neither 1 nor 0; give 1 to repack the model's weights "
+                           "for the CPU (the default) or 0 to run them as stored")
+    return value == "1"

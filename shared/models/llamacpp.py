@@ -134,7 +134,7 @@ class _Engine:
         self.states.keep(key, _snapshot(llm))
 
 
-_ENGINES: dict[tuple[str, int, str, str], _Engine] = {}
+_ENGINES: dict[tuple[str, int, str, str, bool], _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
@@ -152,12 +152,37 @@ def _state_identity(path: Path, model_sha256: str, lora_path: str, lora_sha256: 
             "lora_mtime_ns": lora.st_mtime_ns}
 
 
+@contextlib.contextmanager
+def _weights_as_stored() -> Iterator[None]:
+    """Make the ``Llama`` built inside this block keep its weights as stored in the GGUF file.
+
+    llama.cpp repacks quantized weights at load time for its CPU kernels (``use_extra_bufts``);
+    llama-cpp-python takes no argument for it, so its default model parameters are wrapped for
+    this one load. The caller holds ``_ENGINES_LOCK``: no other engine loads meanwhile.
+    """
+    import llama_cpp.llama as module
+
+    defaults = module.llama_cpp.llama_model_default_params
+
+    def as_stored() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    module.llama_cpp.llama_model_default_params = as_stored
+    try:
+        yield
+    finally:
+        module.llama_cpp.llama_model_default_params = defaults
+
+
 def _load_engine(
-    path: Path, n_ctx: int, n_threads: int | None, model_sha256: str, lora_path: str = "", lora_sha256: str = ""
+    path: Path, n_ctx: int, n_threads: int | None, model_sha256: str, lora_path: str = "", lora_sha256: str = "",
+    repack: bool = True,
 ) -> _Engine:
     # Note: an adapter changes every computed state, so a base model and each of its fine-tuned
-    # versions get an engine (and saved prompt states) of their own.
-    key = (str(path), n_ctx, lora_path, lora_sha256)
+    # versions get an engine (and saved prompt states) of their own; so do repacked and stored weights.
+    key = (str(path), n_ctx, lora_path, lora_sha256, repack)
     with _ENGINES_LOCK:
         if key in _ENGINES:
             return _ENGINES[key]
@@ -171,7 +196,8 @@ def _load_engine(
         try:
             # Note: with an adapter, llama.cpp logs a line per weight it cannot repack (a notice,
             # not an error); its log goes through Python's stderr, muted here as for a vocabulary.
-            with contextlib.redirect_stderr(io.StringIO()) if lora_path else contextlib.nullcontext():
+            with (contextlib.redirect_stderr(io.StringIO()) if lora_path else contextlib.nullcontext(),
+                  contextlib.nullcontext() if repack else _weights_as_stored()):
                 llm = Llama(
                     model_path=str(path),
                     n_ctx=n_ctx,
@@ -193,8 +219,10 @@ def _load_engine(
         # A saved state fits only the same model bytes (and adapter bytes), llama.cpp build and
         # context settings. A file without a known hash (local:PATH) is told apart by its path,
         # size and mtime.
+        # Weights run as stored compute slightly different states than repacked ones.
         identity = {**_state_identity(path, model_sha256, lora_path, lora_sha256),
-                    "llama_cpp": llama_cpp.__version__, "n_ctx": n_ctx, "n_batch": llm.n_batch}
+                    "llama_cpp": llama_cpp.__version__, "n_ctx": n_ctx, "n_batch": llm.n_batch,
+                    **({} if repack else {"repack": False})}
         engine = _Engine(
             path=path,
             n_ctx=n_ctx,
@@ -339,6 +367,10 @@ class LlamaCppChatModel(JsonSchemaChatModel):
             states apart from the base model's; without it, its path, size and mtime do.
         reads_tool_examples: False for an adapter trained to decide without few-shot turns: the
             ``tool_examples`` given to ``bind_tools`` are then left out of its prompt.
+        repack: Whether llama.cpp repacks the weights for its CPU kernels when it loads them (the
+            default), or runs them as stored: on the project's machine that evaluates prompts
+            about 1.6 times as fast and decodes about 0.8 times as fast, with slightly different
+            answers (``ROADMAP_LLAMA_REPACK``, docs/models.md).
 
     ``bind_tools`` also takes ``tool_examples`` (few-shot decisions) and ``tool_plan`` (a first
     tool call says what follows it), the options of ``shared/models/tool_protocol.py``.
@@ -366,6 +398,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
     lora_path: str = ""
     lora_sha256: str = ""
     reads_tool_examples: bool = True
+    repack: bool = True
 
     _engine: _Engine | None = PrivateAttr(default=None)
 
@@ -382,14 +415,16 @@ class LlamaCppChatModel(JsonSchemaChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         adapter = {"lora_path": self.lora_path, "lora_sha256": self.lora_sha256} if self.lora_path else {}
-        return {"model_path": self.model_path, **adapter, "n_ctx": self.n_ctx, "temperature": self.temperature}
+        stored = {} if self.repack else {"repack": False}
+        return {"model_path": self.model_path, **adapter, **stored, "n_ctx": self.n_ctx,
+                "temperature": self.temperature}
 
     @property
     def engine(self) -> _Engine:
         """The shared llama.cpp engine, loaded on first use."""
         if self._engine is None:
             self._engine = _load_engine(Path(self.model_path), self.n_ctx, self.n_threads, self.model_sha256,
-                                        self.lora_path, self.lora_sha256)
+                                        self.lora_path, self.lora_sha256, self.repack)
         return self._engine
 
     def start_loading(self) -> threading.Thread:

@@ -34,7 +34,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
 from shared.core.errors import RoadmapError
-from shared.core.settings import EMBEDDINGS_ENV, MODEL_ENV, cache_dir, prompt_cache_bytes
+from shared.core.settings import EMBEDDINGS_ENV, MODEL_ENV, cache_dir, llama_repack, prompt_cache_bytes
 
 DEFAULT_SPEC = "local"
 CHAT_SPECS = "local, local-small, local:ft/NAME, local-small:ft/NAME, local:PATH, openai:MODEL, fake"
@@ -88,6 +88,7 @@ def _local_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:
     from shared.models.llamacpp import LlamaCppChatModel
 
     prompt_cache_bytes()  # a bad ROADMAP_PROMPT_CACHE_MB is reported before any work starts
+    repack = llama_repack()  # and so is a bad ROADMAP_LLAMA_REPACK
     family, _, argument = spec.partition(":")
     adapter: dict[str, Any] = {}
     if argument and not argument.startswith(FINE_TUNED):
@@ -101,7 +102,8 @@ def _local_chat(spec: str, settings: dict[str, Any]) -> BaseChatModel:
         model_path = ensure_model_file(source, cache_dir() / "models", show_progress=settings.pop("progress", True))
         name, sha256 = f"{source.label} + {argument}" if argument else source.label, source.sha256
     settings.pop("progress", None)
-    return LlamaCppChatModel(model_path=str(model_path), model_name=name, model_sha256=sha256, **adapter, **settings)
+    return LlamaCppChatModel(model_path=str(model_path), model_name=name, model_sha256=sha256, repack=repack,
+                             **adapter, **settings)
 
 
 def _lora_adapter(name: str, base_sha256: str) -> dict[str, Any]:

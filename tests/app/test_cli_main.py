@@ -182,6 +182,19 @@ def test_doctor_shows_the_saved_prompt_states_and_a_bad_size_setting(capsys, mon
     assert any("ROADMAP_PROMPT_CACHE_MB='lots' is not a size" in problem for problem in report["problems"])
 
 
+def test_doctor_says_how_llama_cpp_holds_the_weights_and_refuses_a_bad_setting(capsys, monkeypatch):
+    assert main(["doctor"]) == 0
+    assert "llama weights repacked for the CPU at load time (ROADMAP_LLAMA_REPACK)" in capsys.readouterr().out
+    monkeypatch.setenv("ROADMAP_LLAMA_REPACK", "0")
+    assert main(["doctor"]) == 0
+    assert "llama weights run as stored in the file (ROADMAP_LLAMA_REPACK)" in capsys.readouterr().out
+    monkeypatch.setenv("ROADMAP_LLAMA_REPACK", "off")
+    assert main(["doctor", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["llama_weights"] == {"repacked": None, "setting": "ROADMAP_LLAMA_REPACK"}
+    assert any("ROADMAP_LLAMA_REPACK='off' is neither 1 nor 0" in problem for problem in report["problems"])
+
+
 def test_doctor_reports_the_embeddings_given_after_the_verb(capsys):
     assert main(["doctor", "--embeddings", "fake", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["embeddings"] == {"spec": "fake", "source": "--embeddings"}

@@ -324,6 +324,29 @@ def test_a_fine_tuned_model_never_shares_an_engine_or_saved_states_with_its_base
     assert tuned._identifying_params["lora_sha256"] == "cd" * 32
 
 
+def test_weights_run_as_stored_get_an_engine_and_saved_states_of_their_own(fake_llama, tmp_path):
+    import llama_cpp
+
+    repacked_while_loading = []
+
+    class Loaded(FakeLlama):
+        def __init__(self, **kwargs):
+            # What llama-cpp-python's Llama reads its model settings from, during its own load.
+            repacked_while_loading.append(llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts)
+
+    fake_llama(Loaded)
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF")
+    repacked = LlamaCppChatModel(model_path=str(path), model_sha256="ab" * 32)
+    stored = LlamaCppChatModel(model_path=str(path), model_sha256="ab" * 32, repack=False)
+    engines = [repacked.engine, stored.engine]
+    assert engines[0] is not engines[1] and repacked_while_loading == [True, False]
+    assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts  # only that one load was changed
+    assert "repack" not in engines[0].states.identity  # repacked states saved before the setting stay valid
+    assert engines[1].states.identity == {**engines[0].states.identity, "repack": False}
+    assert stored._identifying_params["repack"] is False and "repack" not in repacked._identifying_params
+
+
 def test_loading_in_the_background_shares_its_engine_and_leaves_a_failure_to_the_caller(
         fake_llama, monkeypatch, tmp_path):
     from shared.models import llamacpp
@@ -359,7 +382,7 @@ def test_loading_in_the_background_shares_its_engine_and_leaves_a_failure_to_the
     waiting.start()  # the first real use waits for the load under way instead of starting another
     release.set()
     loading.join(10), waiting.join(10)
-    assert len(loads) == 3 and model.engine is llamacpp._ENGINES[(str(path), 8192, "", "")]
+    assert len(loads) == 3 and model.engine is llamacpp._ENGINES[(str(path), 8192, "", "", True)]
 
 
 # ---- end-to-end on the embedded model -------------------------------------------------
@@ -379,6 +402,14 @@ def test_invoke_reports_usage_and_answers(local_model):
     assert usage["input_tokens"] > 10 and 0 < usage["output_tokens"] < 20
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     assert reply.response_metadata["finish_reason"] == "stop"
+
+
+@pytest.mark.e2e
+def test_weights_run_as_stored_load_unrepacked_and_answer(local_model):
+    stored = local_model.model_copy(update={"repack": False})
+    assert stored.engine is not local_model.engine
+    assert [model.engine.llm.model_params.use_extra_bufts for model in (local_model, stored)] == [True, False]
+    assert "51" in stored.invoke("What is 17 times 3? Answer with the number only.").content
 
 
 @pytest.mark.e2e

@@ -138,16 +138,29 @@ def test_the_command_line_reports_a_bad_fine_tuned_model_in_one_line(capsys, spe
     assert err.count("\n") == 1 and "artifact" in err
 
 
-def test_a_bad_prompt_cache_size_is_reported_before_loading_anything(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("ROADMAP_PROMPT_CACHE_MB", "1e3", "ROADMAP_PROMPT_CACHE_MB='1e3' is not a size"),
+    ("ROADMAP_LLAMA_REPACK", "yes", "ROADMAP_LLAMA_REPACK='yes' is neither 1 nor 0; give 1 .* or 0 to run them"),
+])
+def test_a_bad_llama_setting_is_reported_before_loading_anything(tmp_path, monkeypatch, capsys, setting, value,
+                                                                 message):
     from roadmap.cli.main import main
 
     model = tmp_path / "model.gguf"
     model.write_bytes(b"GGUF" + b"\x00" * 64)
-    monkeypatch.setenv("ROADMAP_PROMPT_CACHE_MB", "1e3")
-    with pytest.raises(RoadmapError, match="ROADMAP_PROMPT_CACHE_MB='1e3' is not a size"):
+    monkeypatch.setenv(setting, value)
+    with pytest.raises(RoadmapError, match=message):
         get_chat_model(f"local:{model}")
     assert main(["--model", f"local:{model}", "run", "1", "--task", "classify"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_the_embedded_models_repack_their_weights_unless_told_not_to(tmp_path, monkeypatch):
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + b"\x00" * 64)
+    assert get_chat_model(f"local:{model}").repack is True
+    monkeypatch.setenv("ROADMAP_LLAMA_REPACK", "0")
+    assert get_chat_model(f"local:{model}").repack is False
 
 
 def test_truncated_gguf_is_refused_by_llama_cpp(tmp_path):
