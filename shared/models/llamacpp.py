@@ -427,6 +427,14 @@ class LlamaCppChatModel(JsonSchemaChatModel):
                                         self.lora_path, self.lora_sha256, self.repack)
         return self._engine
 
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> LlamaCppChatModel:
+        """A copy with ``update`` applied; a changed setting (file, adapter, context, weights) may need
+        another engine, so the copy looks its engine up again on first use instead of sharing ours."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            copy._engine = None
+        return copy
+
     def start_loading(self) -> threading.Thread:
         """Begin loading the engine in a background thread (returned), so other start-up work overlaps it.
 

@@ -338,9 +338,11 @@ def test_weights_run_as_stored_get_an_engine_and_saved_states_of_their_own(fake_
     path = tmp_path / "model.gguf"
     path.write_bytes(b"GGUF")
     repacked = LlamaCppChatModel(model_path=str(path), model_sha256="ab" * 32)
-    stored = LlamaCppChatModel(model_path=str(path), model_sha256="ab" * 32, repack=False)
-    engines = [repacked.engine, stored.engine]
+    loaded = repacked.engine
+    stored = repacked.model_copy(update={"repack": False})  # a copy made after the load does not share it
+    engines = [loaded, stored.engine]
     assert engines[0] is not engines[1] and repacked_while_loading == [True, False]
+    assert repacked.model_copy(update={"temperature": 0.0}).engine is loaded  # same settings, same engine
     assert llama_cpp.llama_cpp.llama_model_default_params().use_extra_bufts  # only that one load was changed
     assert "repack" not in engines[0].states.identity  # repacked states saved before the setting stay valid
     assert engines[1].states.identity == {**engines[0].states.identity, "repack": False}
