@@ -12,8 +12,9 @@ JSON and valid tool calls:
   a tool decision becomes a real ``AIMessage.tool_calls`` entry, an ``answer`` decision is
   followed by a normal, streamed answer.
 
-The llama.cpp model is loaded once per process (per file, context size and LoRA adapter) and
-guarded by a lock, so several threads can share one chat model safely: their requests queue.
+The llama.cpp model is loaded once per process (per file, context size, LoRA adapter, and
+weights repacked or as stored) and guarded by a lock, so several threads can share one chat
+model safely: their requests queue.
 The computed state of a prompt's fixed start (the tool prompt of a decision, the system prompt
 of a step) is kept, in memory and in the cache folder (``shared/models/prompt_cache.py``), so
 neither a later call nor a new process evaluates it again.
@@ -369,7 +370,7 @@ class LlamaCppChatModel(JsonSchemaChatModel):
             ``tool_examples`` given to ``bind_tools`` are then left out of its prompt.
         repack: Whether llama.cpp repacks the weights for its CPU kernels when it loads them (the
             default), or runs them as stored: on the project's machine that evaluates prompts
-            about 1.6 times as fast and decodes about 0.8 times as fast, with slightly different
+            about 1.5 times as fast and decodes about 0.8 times as fast, with slightly different
             answers (``ROADMAP_LLAMA_REPACK``, docs/models.md).
 
     ``bind_tools`` also takes ``tool_examples`` (few-shot decisions) and ``tool_plan`` (a first
