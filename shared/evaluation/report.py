@@ -69,7 +69,8 @@ def _cpuinfo() -> str:
 
 
 def model_identity(spec: str | None) -> dict[str, Any]:
-    """The chat model a spec names: its name and, for a model file, the file's SHA-256."""
+    """The chat model a spec names: its name and, for a model file, the file's SHA-256 (and, run by
+    llama.cpp, whether its weights were repacked or run as stored, ``ROADMAP_LLAMA_REPACK``)."""
     from shared.models.registry import choose, get_chat_model
 
     model = get_chat_model(spec)
@@ -78,7 +79,10 @@ def model_identity(spec: str | None) -> dict[str, Any]:
     if not sha256 and path:
         sha256 = file_sha256(Path(path))
     name = getattr(model, "model_name", None) or getattr(model, "model", None) or choose(spec).family
-    return {"spec": choose(spec).spec, "name": str(name), "file_sha256": sha256 or None}
+    identity = {"spec": choose(spec).spec, "name": str(name), "file_sha256": sha256 or None}
+    if hasattr(model, "repack"):  # llama.cpp: the same file scores slightly differently repacked or as stored
+        identity["weights"] = "repacked" if model.repack else "as stored"
+    return identity
 
 
 def portable_settings(settings: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,17 @@ def test_eval_all_writes_one_report_with_what_makes_it_checkable(scripted, capsy
     assert printed["settings"]["rag"]["docs"] == "data" and str(tmp_path) not in out.read_text(encoding="utf-8")
 
 
+def test_a_report_says_how_llama_cpp_held_the_weights(tmp_path, monkeypatch):
+    from shared.evaluation.report import model_identity
+
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF" + b"\x00" * 64)
+    assert model_identity(f"local:{model}")["weights"] == "repacked"
+    monkeypatch.setenv("ROADMAP_LLAMA_REPACK", "0")
+    assert model_identity(f"local:{model}")["weights"] == "as stored"
+    assert "weights" not in model_identity("fake")
+
+
 def test_eval_all_on_the_test_split_warns_and_names_it(scripted, capsys, tmp_path):
     scripted(["I don't know based on the documents."])
     assert cli.main(["--model", "fake", "--embeddings", "fake", "eval", "all", "--split", "test"]) == 0
