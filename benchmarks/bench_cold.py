@@ -15,12 +15,15 @@ whatever of MiniLM's load and the retrieval did not overlap the model's load). T
 no cache can remove: the decoded tokens at the raw decode speed of llama-cpp-python, measured in
 the same run on the same model, plus the model load.
 
+With ``ROADMAP_LLAMA_REPACK=0`` every process, and the raw baseline, run the weights as stored.
+
 Run:  python benchmarks/bench_cold.py [--only agent,ask] [--json]     (about 10-20 minutes on 2 cores)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -77,12 +80,16 @@ def child(argv: list[str], report: Path) -> int:
     return code
 
 
-def raw_decode_speed(model_path: str, tokens: int = 48) -> dict:
-    """Raw llama-cpp-python on the same file: decode and prompt tokens/s, and load time."""
+def raw_decode_speed(model_path: str, repack: bool, tokens: int = 48) -> dict:
+    """Raw llama-cpp-python on the same file, its weights held the same way: decode and prompt
+    tokens/s, and load time."""
     from llama_cpp import Llama
 
+    from shared.models.llamacpp import _weights_as_stored
+
     begin = time.perf_counter()
-    llm = Llama(model_path=model_path, n_ctx=8192, n_threads=os.cpu_count(), verbose=False)
+    with contextlib.nullcontext() if repack else _weights_as_stored():
+        llm = Llama(model_path=model_path, n_ctx=8192, n_threads=os.cpu_count(), verbose=False)
     load = time.perf_counter() - begin
     prompt = llm.tokenize(b"Write a long story about a lighthouse keeper who finds a bottle. " * 8)
     begin = time.perf_counter()
@@ -114,11 +121,12 @@ def one_run(argv: list[str], cache: Path, mode: str) -> dict:
 def measure(names: list[str], progress: bool) -> dict:
     from tqdm import tqdm
 
-    from shared.core.settings import cache_dir
+    from shared.core.settings import cache_dir, llama_repack
     from shared.models.gguf_files import QWEN_1_5B, ensure_model_file
 
     models = ensure_model_file(QWEN_1_5B, cache_dir() / "models")
-    raw = raw_decode_speed(str(models))
+    repack = llama_repack()
+    raw = raw_decode_speed(str(models), repack)
     results = {}
     with tempfile.TemporaryDirectory() as root, tqdm(total=len(names) * len(MODES), disable=not progress) as bar:
         for name in names:
@@ -133,14 +141,14 @@ def measure(names: list[str], progress: bool) -> dict:
     for runs in results.values():
         warm = runs["warm"]
         runs["floor_s"] = warm["decoded_tokens"] / raw["decode_tok_s"] + raw["load_s"]
-    return {"raw": raw, "commands": results}
+    return {"weights": "repacked" if repack else "as stored", "raw": raw, "commands": results}
 
 
 def table(result: dict) -> str:
     raw = result["raw"]
     lines = [
-        f"raw llama-cpp-python: load {raw['load_s']:.1f} s, prompt {raw['prompt_tok_s']:.1f} tok/s, "
-        f"decode {raw['decode_tok_s']:.1f} tok/s",
+        f"raw llama-cpp-python, weights {result['weights']}: load {raw['load_s']:.1f} s, "
+        f"prompt {raw['prompt_tok_s']:.1f} tok/s, decode {raw['decode_tok_s']:.1f} tok/s",
         "",
         "| command | run | wall s | start-up s | load s | prompt tokens (s) | loaded | decoded (s) | other s |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
