@@ -23,7 +23,6 @@ Run:  python benchmarks/bench_cold.py [--only agent,ask] [--json]     (about 10-
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -85,10 +84,10 @@ def raw_decode_speed(model_path: str, repack: bool, tokens: int = 48) -> dict:
     tokens/s, and load time."""
     from llama_cpp import Llama
 
-    from shared.models.llamacpp import _weights_as_stored
+    from shared.models.llamacpp import repacked_weights
 
     begin = time.perf_counter()
-    with contextlib.nullcontext() if repack else _weights_as_stored():
+    with repacked_weights(repack):
         llm = Llama(model_path=model_path, n_ctx=8192, n_threads=os.cpu_count(), verbose=False)
     load = time.perf_counter() - begin
     prompt = llm.tokenize(b"Write a long story about a lighthouse keeper who finds a bottle. " * 8)

@@ -18,7 +18,6 @@ Run:  python benchmarks/bench_weights.py [--lengths 100,400,900,2000] [--decode 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -39,12 +38,12 @@ def child(repack: bool, lengths: list[int], decode: int, out: Path) -> None:
 
     from shared.core.settings import cache_dir
     from shared.models.gguf_files import QWEN_1_5B, ensure_model_file
-    from shared.models.llamacpp import _weights_as_stored
+    from shared.models.llamacpp import repacked_weights
 
     path = ensure_model_file(QWEN_1_5B, cache_dir() / "models", show_progress=False)
     text = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted((ROOT / "data").glob("*/*.md")))
     begin = time.perf_counter()
-    with contextlib.nullcontext() if repack else _weights_as_stored():
+    with repacked_weights(repack):
         llm = Llama(model_path=str(path), n_ctx=max(lengths) + decode + 16, n_threads=os.cpu_count(), verbose=False)
     figures = {"load_s": time.perf_counter() - begin, "lengths": {}}
     tokens = llm.tokenize(text.encode("utf-8"), add_bos=False)

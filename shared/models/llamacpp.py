@@ -154,13 +154,18 @@ def _state_identity(path: Path, model_sha256: str, lora_path: str, lora_sha256: 
 
 
 @contextlib.contextmanager
-def _weights_as_stored() -> Iterator[None]:
-    """Make the ``Llama`` built inside this block keep its weights as stored in the GGUF file.
+def repacked_weights(repack: bool) -> Iterator[None]:
+    """Make a ``Llama`` built inside this block repack its weights (llama.cpp's default) or keep
+    them as stored in the GGUF file (``repack=False``).
 
     llama.cpp repacks quantized weights at load time for its CPU kernels (``use_extra_bufts``);
     llama-cpp-python takes no argument for it, so its default model parameters are wrapped for
-    this one load. The caller holds ``_ENGINES_LOCK``: no other engine loads meanwhile.
+    this one load. Hold a lock meanwhile (``_load_engine`` holds ``_ENGINES_LOCK``): a load in
+    another thread would see the wrapped defaults too.
     """
+    if repack:
+        yield
+        return
     import llama_cpp.llama as module
 
     defaults = module.llama_cpp.llama_model_default_params
@@ -198,7 +203,7 @@ def _load_engine(
             # Note: with an adapter, llama.cpp logs a line per weight it cannot repack (a notice,
             # not an error); its log goes through Python's stderr, muted here as for a vocabulary.
             with (contextlib.redirect_stderr(io.StringIO()) if lora_path else contextlib.nullcontext(),
-                  contextlib.nullcontext() if repack else _weights_as_stored()):
+                  repacked_weights(repack)):
                 llm = Llama(
                     model_path=str(path),
                     n_ctx=n_ctx,
