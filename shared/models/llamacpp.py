@@ -79,15 +79,20 @@ def _snapshot(llm: Any) -> bytes:
 
 
 def _restore(llm: Any, tokens: Sequence[int], state: bytes) -> None:
-    """Load a state from ``_snapshot``: llama.cpp then holds ``tokens`` evaluated, as if just computed."""
-    import numpy as np
-    from llama_cpp import LlamaState
+    """Load a state from ``_snapshot``: llama.cpp then holds ``tokens`` evaluated, as if just computed.
 
-    ids = np.zeros(llm.n_ctx(), dtype=np.intc)
-    ids[: len(tokens)] = tokens
-    # The scores are not needed: the next call always evaluates at least one more token.
-    llm.load_state(LlamaState(input_ids=ids, scores=np.zeros((1, llm.n_vocab()), dtype=np.single),
-                              n_tokens=len(tokens), llama_state=state, llama_state_size=len(state), seed=0))
+    ``Llama.load_state`` would also rewrite the Python-side score matrix (``n_batch`` x vocabulary
+    floats, about 300 MB, touched for the first time in a new process: a quarter of a second);
+    the scores are not needed, since the next call always evaluates at least one more token.
+    """
+    import llama_cpp
+
+    llm.reset()  # n_tokens 0, and the next generation must evaluate before it samples
+    size = len(state)
+    if llama_cpp.llama_state_set_data(llm.ctx, (ctypes.c_uint8 * size).from_buffer_copy(state), size) != size:
+        raise RuntimeError("llama.cpp refused a saved prompt state")
+    llm.input_ids[: len(tokens)] = tokens
+    llm.n_tokens = len(tokens)
 
 
 @dataclass
