@@ -446,12 +446,16 @@ class LlamaCppChatModel(JsonSchemaChatModel):
             copy._engine = None
         return copy
 
-    def start_loading(self) -> threading.Thread:
-        """Begin loading the engine in a background thread (returned), so other start-up work overlaps it.
+    @contextlib.contextmanager
+    def loading_in_background(self) -> Iterator[None]:
+        """Load the engine in a background thread while the block runs, so other start-up work overlaps it.
 
         ``roadmap ask`` loads the weights while MiniLM embeds the question. The first call that
         needs the engine waits for this load; if it fails, that call fails again, with its one
-        clear line, instead of the thread printing a traceback.
+        clear line, instead of the thread printing a traceback. The block is left only once the
+        load is over: llama-cpp-python points the whole process's stdout and stderr at
+        ``/dev/null`` while it loads, so an error raised in the block meanwhile would be printed
+        into nothing.
         """
         def load() -> None:
             with contextlib.suppress(Exception):
@@ -459,7 +463,10 @@ class LlamaCppChatModel(JsonSchemaChatModel):
 
         thread = threading.Thread(target=load, name="llama-load", daemon=True)
         thread.start()
-        return thread
+        try:
+            yield
+        finally:
+            thread.join()
 
     # -- token counting (used to trim long inputs and histories) ---------------------
     def get_num_tokens(self, text: str) -> int:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
+from shared.core.commands import entry_point
 from shared.core.errors import RoadmapError
 from shared.models.llamacpp import (
     PROSE_GBNF,
@@ -372,19 +374,50 @@ def test_loading_in_the_background_shares_its_engine_and_leaves_a_failure_to_the
     path.write_bytes(b"GGUF")
     model = LlamaCppChatModel(model_path=str(path), model_sha256="ab" * 32)
 
-    model.start_loading().join(10)
+    with model.loading_in_background():
+        pass
     assert unhandled == [] and model._engine is None  # the failure is not printed by the thread...
     with pytest.raises(RoadmapError, match="llama.cpp could not load .*model.gguf"):
         _ = model.engine  # ...but raised, as one clear line, by the call that needs the model
 
     damaged[0] = False
-    loading = model.start_loading()
-    assert started.wait(10)
     waiting = threading.Thread(target=lambda: model.engine)
-    waiting.start()  # the first real use waits for the load under way instead of starting another
-    release.set()
-    loading.join(10), waiting.join(10)
+    with model.loading_in_background():
+        assert started.wait(10)
+        waiting.start()  # the first real use waits for the load under way instead of starting another
+        release.set()
+    waiting.join(10)
     assert len(loads) == 3 and model.engine is llamacpp._ENGINES[(str(path), 8192, "", "", True)]
+
+
+def test_an_error_raised_while_the_model_loads_in_the_background_is_printed_after_the_load(
+        fake_llama, capsys, tmp_path):
+    """llama-cpp-python points stdout and stderr at /dev/null while it loads a model; an error the
+    command raises meanwhile (damaged fine-tuned embeddings, say) must not print its line before
+    the load is over, or the line is lost and the user sees only an exit code."""
+    silenced = threading.Event()
+
+    class Silencing(FakeLlama):
+        def __init__(self, **kwargs):
+            real, sys.stderr = sys.stderr, open(os.devnull, "w")  # as llama-cpp-python's suppress_stdout_stderr
+            silenced.set()
+            time.sleep(0.2)
+            sys.stderr.close()
+            sys.stderr = real
+
+    fake_llama(Silencing)
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF")
+    model = LlamaCppChatModel(model_path=str(path), model_sha256="ab" * 32)
+
+    @entry_point
+    def command(argv):
+        with model.loading_in_background():
+            assert silenced.wait(10)
+            raise RoadmapError("the fine-tuned embeddings are damaged; train them again")
+
+    assert command([]) == 2
+    assert capsys.readouterr().err == "error: the fine-tuned embeddings are damaged; train them again\n"
 
 
 # ---- end-to-end on the embedded model -------------------------------------------------
